@@ -1,0 +1,38 @@
+"""lrnn-reference, fast: the torch twin of ``reference`` (same names, arguments and layouts), for real use.
+
+The building blocks mirror the reference modules: ``fast.discretization`` (``discretize``,
+``discretize_diagonal``), ``fast.scan`` (``linear_scan`` as a chunked parallel scan),
+``fast.convolution`` (``fft_conv``) and ``fast.response`` (``kernel``, ``impulse_response``,
+``frequency_response``). ``fast.ops`` gathers the blocks the models run on, each with a
+``backend="auto" | "torch" | "triton"`` switch; the models live in ``fast.models``.
+
+Tensors keep their precision (float32 / complex64 or float64 / complex128); all tensors of one call must
+share it. Everything is differentiable by autograd. ``import fast`` works without Triton: triton is
+only ever imported inside a function that launches a kernel.
+"""
+
+from fast import ops
+from fast.convolution import fft_conv
+from fast.discretization import (
+    DISCRETIZATIONS,
+    TIME_VARYING_ONLY,
+    discretize,
+    discretize_diagonal,
+    register_discretization,
+)
+from fast.response import frequency_response, impulse_response, kernel
+from fast.scan import linear_scan
+
+__all__ = [
+    "DISCRETIZATIONS",
+    "TIME_VARYING_ONLY",
+    "discretize",
+    "discretize_diagonal",
+    "fft_conv",
+    "frequency_response",
+    "impulse_response",
+    "kernel",
+    "linear_scan",
+    "ops",
+    "register_discretization",
+]

@@ -118,7 +118,7 @@ def _diagonal_rule(method: str, Lambda, dt_A, dt_B) -> tuple[np.ndarray, np.ndar
     return a_bar, gamma
 
 
-def _check_timesteps(integration_timesteps, method: str) -> np.ndarray | None:
+def _check_timesteps(integration_timesteps, method: str, aligned: bool = False) -> np.ndarray | None:
     if method in TIME_VARYING_ONLY and integration_timesteps is None:
         raise ValueError(
             f"integration_timesteps: method {method!r} needs the per-event gaps, shape (L,) or (B, L)"
@@ -126,7 +126,7 @@ def _check_timesteps(integration_timesteps, method: str) -> np.ndarray | None:
     if integration_timesteps is None:
         return None
     tau = nonnegative(integration_timesteps, "integration_timesteps")
-    if tau.ndim not in (1, 2) or tau.shape[-1] == 0:
+    if not aligned and (tau.ndim not in (1, 2) or tau.shape[-1] == 0):
         raise ValueError(
             f"integration_timesteps: expected shape (L,) or (B, L) with L >= 1, got {tau.shape}"
         )
@@ -138,7 +138,7 @@ def _check_timesteps(integration_timesteps, method: str) -> np.ndarray | None:
     return tau
 
 
-def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_timesteps=None):
+def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_timesteps=None, aligned_timesteps=False):
     """Discretize many diagonal systems at once (one per channel, per head, ...).
 
     Args:
@@ -148,6 +148,11 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
         method: a name in ``DISCRETIZATIONS``.
         integration_timesteps: event gaps tau, ``(L,)`` or ``(B, L)``, >= 0. When given, the
             results gain these leading time axes: ``A_bar (L, ..., N)`` or ``(B, L, ..., N)``.
+        aligned_timesteps: for systems that already carry the time axes (a selective model whose
+            ``dt`` is ``(B, L, ...)``). When True, ``integration_timesteps`` gets no new axes: it is
+            one gap per system, broadcast against the system axes ``(...)`` (for example
+            ``(B, L, 1)`` against ``dt (B, L, D)``) and shared by the N states of each system.
+            A registered custom rule receives it as given.
 
     Returns:
         ``(A_bar, B_bar)``: ``A_bar`` has the broadcast shape of ``Lambda`` and ``dt``,
@@ -170,7 +175,7 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
     if (B.shape[-1] if vector_B else B.shape[-2]) != Lambda.shape[-1]:
         raise ValueError(f"B: its state axis must have N = {Lambda.shape[-1]} entries, got shape {B.shape}")
     dt = positive(dt, "dt")
-    if dt.ndim == Lambda.ndim - 1:  # one step per system (a scalar for a single system)
+    if dt.ndim in (0, Lambda.ndim - 1):  # a scalar, or one step per system
         dt = dt[..., None]
     elif dt.ndim != Lambda.ndim:
         raise ValueError(
@@ -178,14 +183,20 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
             f"{Lambda.shape} (one per state), got {dt.shape}"
         )
     broadcast({"Lambda": Lambda.shape, "dt": dt.shape}, "discretize_diagonal")
-    tau = _check_timesteps(integration_timesteps, method)
+    tau = _check_timesteps(integration_timesteps, method, aligned_timesteps)
+    if tau is not None and aligned_timesteps:
+        systems = np.broadcast_shapes(Lambda.shape[:-1], dt.shape[:-1])
+        broadcast({"integration_timesteps": tau.shape, "systems": systems}, "discretize_diagonal")
 
     if method in _CUSTOM:
         return _CUSTOM[method](Lambda, B, dt, integration_timesteps=tau)
 
     dt_A = dt_B = dt
     if tau is not None:
-        tau = tau.reshape(tau.shape + (1,) * Lambda.ndim)  # (L, 1.., 1) or (B, L, 1.., 1)
+        if aligned_timesteps:
+            tau = tau[..., None]  # (..., 1): one gap per system, shared by its states
+        else:
+            tau = tau.reshape(tau.shape + (1,) * Lambda.ndim)  # (L, 1.., 1) or (B, L, 1.., 1)
         dt_A = dt * tau
         dt_B = dt if method == "async" else dt * tau
     a_bar, gamma = _diagonal_rule(method, Lambda, dt_A, dt_B)  # (..., N)

@@ -1,0 +1,219 @@
+"""S5-specific checks (EQUATIONS.md §2, §5; §11 items 9, 11, 13, 14): the block-diagonal HiPPO-N
+initialization, the stored half with its 2 Re readout against the full conjugate-paired system, the
+MIMO kernel against brute-force powers, conj_sym=False, and the (non-causal) bidirectional variant.
+The generic LTI checks (modes agree, responses vs scipy, ...) are in the common LTI test file."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import lengths, seeds, sequences
+from tolerances import assert_close
+
+from reference import DiscreteSSM, discretize_diagonal, linear_scan
+from reference.init import hippo_legs
+from reference.models.lti import S5
+
+widths = st.integers(1, 4)
+blocks = st.integers(1, 3)
+half_blocks = st.integers(1, 4)  # conj_sym block size = 2 * half_block
+discretizations = st.sampled_from(S5.discretizations)
+c_inits = st.sampled_from(["trunc_standard_normal", "lecun_normal", "complex_normal"])
+
+
+def run_system(sys: DiscreteSSM, u: np.ndarray) -> np.ndarray:
+    """y = C x + D u of a diagonal DiscreteSSM with readout 'plain', by the step-by-step recurrence."""
+    Bu = u @ sys.B_bar.T  # (B, L, S)
+    x, _ = linear_scan(np.broadcast_to(sys.A_bar, Bu.shape), Bu)  # (B, L, S)
+    return x @ sys.C.T + u @ sys.D.T  # (B, L, H)
+
+
+def hippo_normal_part(block: int) -> np.ndarray:
+    A, _, P = hippo_legs(block)
+    return A + np.outer(P, P)  # (block, block): -1/2 I + skew
+
+
+@st.composite
+def s5_configs(draw, conj_sym=None):
+    """(conj_sym, J, d_state): with conj_sym each block size is even, without it any size."""
+    conj_sym = draw(st.booleans()) if conj_sym is None else conj_sym
+    J = draw(blocks)
+    block = 2 * draw(half_blocks) if conj_sym else draw(st.integers(1, 6))
+    return conj_sym, J, J * block
+
+
+@given(widths, s5_configs(), seeds)
+def test_s5_init_eigenvalues_are_hippo_n_eigenvalues_tiled_per_block(H, config, seed):
+    conj_sym, J, P = config
+    model = S5(H, P, blocks=J, conj_sym=conj_sym, seed=seed)
+    block = P // J
+    S = hippo_normal_part(block)
+    eig = np.linalg.eigvals(S)  # a general eigen-solver, independent of the eigh used by the model
+    eig = eig[np.argsort(eig.imag)]
+    kept = eig[: block // 2] if conj_sym else eig
+    assert_close(model.eigenvalues(), np.tile(kept, J), "float64", "Lambda vs eig(HiPPO-N) per block")
+
+
+@given(widths, s5_configs(), seeds)
+def test_s5_eigenvectors_are_orthonormal_per_block_and_diagonalize_hippo_n(H, config, seed):
+    conj_sym, J, P = config
+    model = S5(H, P, blocks=J, conj_sym=conj_sym, seed=seed)
+    V, P_s = model.V, model.eigenvalues().shape[0]
+    assert V.shape == (P, P_s)
+    assert_close(V.conj().T @ V, np.eye(P_s), "float64", "V^* V = I")
+    S = scipy.linalg.block_diag(*([hippo_normal_part(P // J)] * J))  # (P, P)
+    assert_close(S @ V, V * model.eigenvalues(), "float64", "S V = V diag(Lambda)")
+    for j in range(J):  # block-diagonal: block j's modes live on block j's coordinates only
+        rows = np.ones(P, dtype=bool)
+        rows[j * (P // J) : (j + 1) * (P // J)] = False
+        cols = slice(j * (P_s // J), (j + 1) * (P_s // J))
+        assert np.all(V[rows][:, cols] == 0)
+    if not conj_sym:
+        assert_close(V @ V.conj().T, np.eye(P), "float64", "V V^* = I (all modes kept)")
+
+
+@given(widths, s5_configs(conj_sym=False), seeds, c_inits)
+def test_s5_B_tilde_is_V_inverse_times_a_real_B(H, config, seed, C_init):
+    _, J, P = config
+    model = S5(H, P, blocks=J, conj_sym=False, seed=seed, C_init=C_init)
+    B = model.V @ model.params.B_tilde  # all modes kept: V B~ = V V^* B = B
+    assert_close(B.imag, np.zeros(B.shape), "float64", "Im(V B~) = 0")
+
+
+@given(widths, s5_configs(conj_sym=True), discretizations, seeds, sequences(batch=2, width=1))
+def test_s5_stored_half_with_2re_matches_full_conjugate_paired_system(H, config, method, seed, u1):
+    _, J, P = config
+    model = S5(H, P, method, blocks=J, seed=seed)
+    u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)  # (B, L, H)
+    p = model.params
+    Lambda = model.eigenvalues()
+    dt = np.exp(p.log_step)
+    # all P modes: (Lambda, conj Lambda), (B~, conj B~), (C~, conj C~), each pair with its step,
+    # discretized from scratch; its plain readout must be real and equal 2 Re of the stored half.
+    a_bar, B_bar = discretize_diagonal(
+        np.concatenate([Lambda, Lambda.conj()]),
+        np.concatenate([p.B_tilde, p.B_tilde.conj()]),
+        np.concatenate([dt, dt]),
+        method,
+    )
+    full = DiscreteSSM(a_bar, B_bar, np.concatenate([p.C_tilde, p.C_tilde.conj()], axis=1), np.diag(p.D))
+    y_full = run_system(full, u)
+    assert_close(y_full.imag, np.zeros(y_full.shape), "float64", "imaginary part of the full system")
+    for mode in S5.modes:
+        assert_close(model.forward(u, mode=mode), y_full.real, "float64", f"2 Re(half) vs full ({mode})")
+
+
+@given(widths, s5_configs(conj_sym=False), discretizations, seeds, sequences(batch=2, width=1))
+def test_s5_scan_equals_convolution_and_recurrence_without_conj_sym(H, config, method, seed, u1):
+    _, J, P = config
+    model = S5(H, P, method, blocks=J, conj_sym=False, seed=seed)
+    u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)
+    y_scan = model.forward(u, mode="scan")
+    assert_close(model.forward(u, mode="convolution"), y_scan, "float64", "convolution vs scan")
+    assert_close(model.forward(u, mode="recurrence"), y_scan, "float64", "recurrence vs scan")
+    assert model.ssm().readout == "re"
+
+
+@given(widths, s5_configs(), discretizations, seeds, lengths)
+def test_s5_mimo_kernel_matches_brute_force_matrix_powers(H, config, method, seed, L):
+    conj_sym, J, P = config
+    model = S5(H, P, method, blocks=J, conj_sym=conj_sym, seed=seed)
+    K = model.kernel(L)
+    assert K.shape == (L, H, H)
+    assert_close(K, model.ssm().kernel(L), "float64", "kernel vs repeated multiplication")
+    realified = model.ssm().realified()  # real 2x2 blocks, dense matrix powers
+    powers = np.stack([realified.C @ np.linalg.matrix_power(realified.A_matrix, l) @ realified.B_bar
+                       for l in range(L)])
+    assert_close(K, powers, "float64", "kernel vs dense real matrix powers")
+
+
+def unidirectional_copy(model: S5, C_tilde: np.ndarray, D: np.ndarray) -> S5:
+    """A causal S5 with the bidirectional model's Lambda, B~ and steps, and the given C~, D."""
+    twin = S5(model.d_model, model.d_state, model.discretization, blocks=model.blocks, conj_sym=model.conj_sym)
+    twin.params = copy.deepcopy(model.params)
+    twin.params.C_tilde, twin.params.D, twin.params.C_tilde_reverse = C_tilde, D, None
+    return twin
+
+
+@given(widths, s5_configs(), discretizations, seeds, sequences(batch=2, width=1))
+def test_s5_bidirectional_is_a_forward_scan_plus_a_time_reversed_scan(H, config, method, seed, u1):
+    conj_sym, J, P = config
+    model = S5(H, P, method, blocks=J, conj_sym=conj_sym, bidirectional=True, seed=seed)
+    u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)
+    p = model.params
+    forward_part = unidirectional_copy(model, p.C_tilde, p.D).forward(u)
+    reverse_part = unidirectional_copy(model, p.C_tilde_reverse, np.zeros(H)).forward(u[:, ::-1])[:, ::-1]
+    expected = forward_part + reverse_part
+    for mode in S5.modes:
+        assert_close(model.forward(u, mode=mode), expected, "float64", f"bidirectional ({mode})")
+    assert_close(model.forward(u[0]), expected[0], "float64", "unbatched bidirectional")
+
+
+def test_s5_bidirectional_is_not_causal_and_refuses_causal_interfaces():
+    model = S5(2, 4, bidirectional=True, seed=1)
+    u = np.zeros((1, 5, 2))
+    u_late = u.copy()
+    u_late[0, -1, 0] = 1.0
+    # an input at the last step reaches the first output through the reversed scan
+    assert np.abs(model.forward(u_late)[0, 0]).max() > 1e-6
+    for call in (
+        model.ssm,
+        lambda: model.step(np.zeros((1, 2)), np.zeros((1, 2))),
+        lambda: model.kernel(3),
+        lambda: model.impulse_response(3),
+        lambda: model.frequency_response(np.zeros(2)),
+        model.to_dlti,
+        lambda: model.initial_state(1),
+    ):
+        with pytest.raises(ValueError, match="bidirectional"):
+            call()
+    with pytest.raises(ValueError, match="initial_state"):
+        model.forward(u, return_state=True)
+    with pytest.raises(ValueError, match="initial_state"):
+        model.forward(u, initial_state=np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="mode"):
+        model.forward(u, mode="fft")
+
+
+@given(widths, s5_configs(), seeds, st.floats(1e-4, 1e-2), st.floats(1.0, 100.0))
+def test_s5_steps_are_one_per_stored_state_within_the_range(H, config, seed, dt_min, ratio):
+    conj_sym, J, P = config
+    model = S5(H, P, blocks=J, conj_sym=conj_sym, seed=seed, dt_min=dt_min, dt_max=dt_min * ratio)
+    dt = np.exp(model.params.log_step)
+    assert dt.shape == ((P // 2) if conj_sym else P,)
+    # exp(log(dt)) may round one ulp outside the interval
+    assert np.all(dt >= dt_min * (1 - 1e-14)) and np.all(dt <= dt_min * ratio * (1 + 1e-14))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(d_state=5), "d_state"),  # conj_sym needs pairs
+        (dict(d_state=6, blocks=2), "d_state"),  # block size 3 is odd under conj_sym
+        (dict(d_state=6, blocks=4), "blocks"),  # 4 does not divide 6
+        (dict(blocks=0), "blocks"),
+        (dict(conj_sym="yes"), "conj_sym"),
+        (dict(bidirectional=1), "bidirectional"),
+        (dict(clip_eigs=None), "clip_eigs"),
+        (dict(C_init="normal"), "C_init"),
+        (dict(dt_min=0.1, dt_max=0.01), "dt_min"),
+        (dict(dt_min=0.0), "dt_min"),
+        (dict(step_rescale=-1.0), "step_rescale"),
+        (dict(discretization="async"), "S5"),
+        (dict(discretization="mamba"), "S5"),
+    ],
+)
+def test_s5_bad_options_raise_value_error_naming_the_argument(kwargs, name):
+    args = dict(d_model=2, d_state=4) | kwargs
+    with pytest.raises(ValueError, match=name):
+        S5(**args)
+
+
+def test_s5_odd_state_without_conj_sym_is_valid():
+    model = S5(2, 5, conj_sym=False, seed=0)
+    assert model.ssm().state_size == 5 and np.all(np.abs(model.ssm().A_bar) < 1)

@@ -1,0 +1,141 @@
+"""Input validation shared by the fast package (the torch twin of ``reference/_checks.py``).
+
+Bad input gets a ``ValueError`` that names the argument and what was expected. The fast package computes
+in the precision it is given (float32 / complex64 or float64 / complex128): every tensor of one call must
+share that precision, and a mismatch is an error rather than a silent cast. Step sizes and event gaps may
+also be Python numbers or NumPy arrays; those are converted to the working precision.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+BACKENDS = ("auto", "torch", "triton")
+
+_INSTALL_TRITON = 'pip install -c constraints.txt -e ".[triton]"'
+
+
+def tensor(x, name: str, *, complex_ok: bool = True) -> torch.Tensor:
+    """``x`` itself, after checking that it is a floating-point (or complex) torch tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.is_complex():
+        if not complex_ok:
+            raise ValueError(f"{name}: expected real values, got a complex tensor ({x.dtype})")
+    elif not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point or complex tensor, got dtype {x.dtype}")
+    return x
+
+
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of the same precision (complex64 -> float32, complex128 -> float64)."""
+    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
+
+
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype of the same precision (float32 -> complex64, float64 -> complex128)."""
+    return torch.promote_types(dtype, torch.complex64)
+
+
+def common_dtype(tensors: dict[str, torch.Tensor | None], what: str) -> torch.dtype:
+    """The dtype a computation on ``tensors`` runs in: their shared precision, complex if any is complex.
+
+    Tensors of different precision (float32 with float64, complex64 with float64, ...) raise a
+    ``ValueError`` naming them: the fast package never casts silently.
+    """
+    present = {k: v for k, v in tensors.items() if v is not None}
+    precisions = {real_dtype(v.dtype) for v in present.values()}
+    if len(precisions) > 1:
+        desc = ", ".join(f"{k} {v.dtype}" for k, v in present.items())
+        raise ValueError(
+            f"{what}: the tensors must share one precision (all float32/complex64 or all float64/complex128), "
+            f"got {desc}"
+        )
+    dtype = next(iter(present.values())).dtype
+    for v in present.values():
+        dtype = torch.promote_types(dtype, v.dtype)
+    return dtype
+
+
+def real_like(x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
+    """A real step-like argument (``dt``, event gaps) in the working precision ``real_dtype(dtype)``.
+
+    A tensor must already have that precision; a Python number or NumPy array is converted to it.
+    """
+    want = real_dtype(dtype)
+    if isinstance(x, torch.Tensor):
+        tensor(x, name, complex_ok=False)
+        if x.dtype != want:
+            raise ValueError(f"{name}: expected dtype {want} to match the other tensors, got {x.dtype}")
+        return x
+    try:
+        return torch.as_tensor(x, dtype=want, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name}: expected a real number or array, got {type(x).__name__}") from exc
+
+
+def finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return x
+
+
+def positive(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A real tensor whose entries are all finite and > 0 (step sizes)."""
+    finite(x, name)
+    if x.numel() and bool((x <= 0).any()):
+        raise ValueError(f"{name}: expected values > 0, got min {float(x.min()):.3g}")
+    return x
+
+
+def nonnegative(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A real tensor whose entries are all finite and >= 0 (event gaps)."""
+    finite(x, name)
+    if x.numel() and bool((x < 0).any()):
+        raise ValueError(f"{name}: expected values >= 0, got min {float(x.min()):.3g}")
+    return x
+
+
+def positive_int(x, name: str, minimum: int = 1) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or x < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {x!r}")
+    return int(x)
+
+
+def broadcast(shapes: dict[str, tuple], what: str) -> torch.Size:
+    """Broadcast named shapes, raising a ``ValueError`` naming them when they do not fit."""
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        desc = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        raise ValueError(f"{what}: shapes do not broadcast ({desc})") from None
+
+
+def _triton_importable() -> bool:
+    """Whether ``import triton`` could find the package, without importing it."""
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_backend(backend, what: str) -> str:
+    """The backend that runs ``what``: ``"torch"`` for now.
+
+    ``"auto"`` is torch today; once the Triton kernels exist it will pick Triton for CUDA tensors and
+    torch otherwise. ``"triton"`` raises: the kernels are not part of this build yet, and there is no
+    silent fallback to torch that would hide this from a caller (or a test) that asked for Triton.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "triton":
+        message = (
+            f"{what}: backend='triton' was requested, but the Triton kernels are not part of this build yet; "
+            "use backend='torch' (or 'auto', which runs torch)"
+        )
+        if not _triton_importable():
+            message += f". Triton is also not installed; to install it: {_INSTALL_TRITON}"
+        raise NotImplementedError(message)
+    return "torch"

@@ -1,0 +1,166 @@
+"""Speed and memory of the fast models against the reference and a plain sequential torch loop.
+
+    python -m benchmarks                 # the standard table (B=8, L=1024, d_model=128) + the L sweep
+    python -m benchmarks --quick         # small sizes, to check that the harness runs
+    python -m benchmarks --models S4D Mamba --lengths 1024 4096
+
+Every case runs in its own subprocess, so that its peak resident memory (ru_maxrss, minus what the process
+held after imports and set-up) is its own; on CUDA the peak is torch.cuda.max_memory_allocated. Times are
+the median of repeated runs after a warm-up. Ratios are formed only between numbers measured in this run.
+
+Rows per model:
+  fast          the fast model's forward (and forward + backward)
+  reference     the NumPy reference's forward (skipped past a time budget)
+  sequential    a plain torch loop of ``model.step`` over time: the "standard implementation" the Mamba
+                paper measures against
+  fft floor     one torch.fft.rfft + irfft round trip of an input of the same size, the floor for an FFT
+                convolution (LTI); Centaurus "full" convolves H x H kernels and is compared with H floors
+Results: a table on stdout, benchmarks/results/results.csv and benchmarks/results/sweep.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+LTI = ["S4", "S4D", "S5", "LRU", "Centaurus"]
+LTV = ["Mamba", "RGLRU", "S7"]
+
+
+def sizes(name: str, quick: bool) -> dict:
+    if quick:
+        return dict(B=2, H=16, N=8 if name not in ("Mamba", "S7") else 4)
+    return dict(B=8, H=128, N=64 if name not in ("Mamba", "S7") else 16)
+
+
+def run_case(spec: dict, timeout: float) -> dict:
+    """Run one case in a fresh interpreter; returns its JSON result (or the reason it did not finish)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.case", json.dumps(spec)],
+            capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent,
+        )
+    except subprocess.TimeoutExpired:
+        return {**spec, "status": f"timeout>{timeout:.0f}s"}
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {**spec, "status": f"error: {last}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt_time(t):
+    return "-" if t is None else (f"{t * 1e3:9.2f} ms" if t < 10 else f"{t:9.1f} s ")
+
+
+def fmt_mem(m):
+    return "-" if m is None else f"{m / 2**20:8.1f} MiB"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=LTI + LTV, choices=LTI + LTV)
+    parser.add_argument("--lengths", nargs="+", type=int, default=None, help="the L sweep (default up to 65536)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: check that the harness runs")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case before it is dropped")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    L0 = 256 if args.quick else 1024
+    sweep = args.lengths or ([256, 1024, 4096] if args.quick else [1024, 4096, 16384, 65536])
+
+    rows = []
+    for name in args.models:
+        base = dict(model=name, L=L0, **sizes(name, args.quick))
+        for impl in ("fast", "fast+backward", "sequential", "reference"):
+            rows.append(run_case({**base, "impl": impl}, args.timeout))
+            print(_line(rows[-1]), flush=True)
+        if name in LTI:
+            rows.append(run_case({**base, "impl": "fft floor"}, args.timeout))
+            print(_line(rows[-1]), flush=True)
+        if name == "Centaurus":  # "full" convolves H x H kernels: its own line, against H fft floors
+            rows.append(run_case({**base, "impl": "fast", "options": {"mode": "full"}}, args.timeout))
+            print(_line(rows[-1]), flush=True)
+        for L in sweep:
+            if L == L0:
+                continue
+            rows.append(run_case({**base, "L": L, "impl": "fast"}, args.timeout))
+            print(_line(rows[-1]), flush=True)
+            if name in LTI:
+                rows.append(run_case({**base, "L": L, "impl": "fft floor"}, args.timeout))
+                print(_line(rows[-1]), flush=True)
+
+    with open(RESULTS / "results.csv", "w", newline="") as f:
+        keys = ["model", "impl", "B", "L", "H", "N", "device", "seconds", "peak_bytes", "status"]
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    print()
+    print(_ratios(rows, L0))
+    _plot(rows, RESULTS / "sweep.png")
+    print(f"\nwritten: {RESULTS / 'results.csv'}, {RESULTS / 'sweep.png'}")
+
+
+def _line(r):
+    size = f"B={r['B']} L={r['L']} H={r['H']} N={r['N']}"
+    status = r.get("status", "ok")
+    label = r["model"] + (f"/{r['options']['mode']}" if r.get("options") else "")
+    return f"{label:15s} {r['impl']:14s} {size:28s} {fmt_time(r.get('seconds'))} {fmt_mem(r.get('peak_bytes'))}  {status}"
+
+
+def _ratios(rows, L0) -> str:
+    """The ratios the issue asks for, from this run's numbers only."""
+    def t(model, impl):
+        for r in rows:
+            if r["model"] == model and r["impl"] == impl and r["L"] == L0 and r.get("seconds"):
+                return r["seconds"]
+        return None
+
+    out = [f"Ratios at L = {L0} (this run):"]
+    for r in rows:
+        if r["impl"] != "fast" or r["L"] != L0 or not r.get("seconds"):
+            continue
+        m = r["model"]
+        full = r.get("options", {}).get("mode") == "full"
+        seq, ref, floor = t(m, "sequential"), t(m, "reference"), t(m, "fft floor")
+        parts = []
+        if seq and not full:
+            parts.append(f"sequential loop / fast = {seq / r['seconds']:.1f}x")
+        if ref and not full:
+            parts.append(f"reference / fast = {ref / r['seconds']:.1f}x")
+        if floor:
+            factor = r["H"] if full else 1
+            parts.append(f"fast / (fft floor x {factor}) = {r['seconds'] / (floor * factor):.2f}")
+        out.append(f"  {m + ('/full' if full else ''):15s} " + "; ".join(parts))
+    return "\n".join(out)
+
+
+def _plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for model in sorted({r["model"] for r in rows}):
+        pts = sorted((r["L"], r["seconds"]) for r in rows if r["model"] == model and r["impl"] == "fast"
+                     and r.get("seconds"))
+        if pts:
+            ax.loglog(*zip(*pts), marker="o", label=model)
+    floor = sorted({(r["L"], r["seconds"]) for r in rows if r["impl"] == "fft floor" and r.get("seconds")})
+    if floor:
+        ax.loglog(*zip(*floor), "k--", label="rfft+irfft floor (H=128)")
+    ax.set_xlabel("sequence length L")
+    ax.set_ylabel("forward time [s]")
+    ax.set_title("fast models, forward")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""One benchmark case, run in its own process: ``python -m benchmarks.case '<json spec>'``.
+
+Prints one JSON line: the spec plus ``seconds`` (median forward time), ``peak_bytes`` and ``device``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+LTV = ("Mamba", "RGLRU", "S7")
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, budget: float = 5.0, min_reps: int = 3) -> float:
+    fn()  # warm-up (and kernel compilation)
+    _sync(device)
+    times = []
+    while len(times) < min_reps or (sum(times) < budget and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def model_args(spec):
+    name, H, N = spec["model"], spec["H"], spec["N"]
+    options = dict(spec.get("options", {}))
+    if name == "Mamba":
+        options.setdefault("expand", 2)
+    if name == "RGLRU":
+        return (H,), options
+    return (H, N), options
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    B, L, H = spec["B"], spec["L"], spec["H"]
+    impl, name = spec["impl"], spec["model"]
+    rng = np.random.default_rng(0)
+    u_np = rng.normal(size=(B, L, H)).astype(np.float32)
+    args, options = model_args(spec)
+
+    if impl == "reference":
+        import reference.models
+
+        model = getattr(reference.models, name)(*args, seed=0, **options)
+        u64 = u_np.astype(np.float64)
+        run = lambda: model.forward(u64)  # noqa: E731
+        device_name = "cpu (numpy)"
+    elif impl == "fft floor":
+        u = torch.from_numpy(u_np).to(device)
+        run = lambda: torch.fft.irfft(torch.fft.rfft(u, n=2 * L, dim=1), n=2 * L, dim=1)[:, :L]  # noqa: E731
+        device_name = str(device)
+    else:
+        import fast.models
+
+        model = getattr(fast.models, name)(*args, seed=0, **options).to(device=device, dtype=torch.float32)
+        u = torch.from_numpy(u_np).to(device)
+        device_name = str(device)
+        if impl == "fast":
+            def run():
+                with torch.no_grad():
+                    return model.forward(u)
+        elif impl == "fast+backward":
+            u.requires_grad_(True)
+
+            def run():
+                y = model.forward(u)
+                y = y[0] if isinstance(y, tuple) else y
+                y.sum().backward()
+        elif impl == "sequential":
+            def run():
+                with torch.no_grad():
+                    state = model.initial_state(B)
+                    for k in range(L):
+                        _, state = model.step(u[:, k], state)
+        else:
+            raise ValueError(f"impl: unknown {impl!r}")
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    before = _peak_rss()
+    seconds = timed(run, device)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss() - before
+    print(json.dumps({**spec, "seconds": seconds, "peak_bytes": peak, "device": device_name, "status": "ok"}))
+
+
+if __name__ == "__main__":
+    main()

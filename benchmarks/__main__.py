@@ -108,7 +108,8 @@ def _line(r):
     size = f"B={r['B']} L={r['L']} H={r['H']} N={r['N']}"
     status = r.get("status", "ok")
     label = r["model"] + (f"/{r['options']['mode']}" if r.get("options") else "")
-    return f"{label:15s} {r['impl']:14s} {size:28s} {fmt_time(r.get('seconds'))} {fmt_mem(r.get('peak_bytes'))}  {status}"
+    measured = f"{fmt_time(r.get('seconds'))} {fmt_mem(r.get('peak_bytes'))}"
+    return f"{label:15s} {r['impl']:14s} {size:28s} {measured}  {status}"
 
 
 def _ratios(rows, L0) -> str:

@@ -1,0 +1,391 @@
+"""What every fast LTI model shares (the torch twin of ``reference/models/lti/_base.py``).
+
+Once discretized, each model is the linear time-invariant system
+
+    x_k = A_bar x_{k-1} + B_bar u_k,      y_k = read(C x_k) + D u_k,      x_{-1} = x0
+
+and this base class runs it the way the reference's ``"convolution"`` mode does, without a Python loop
+over time:
+
+    y = K * u + D u  +  read(C A_bar^{k+1} x0)              (FFT convolution + initial-state response)
+    x_{L-1} = A_bar^L x0 + sum_j A_bar^{L-1-j} B_bar u_j      (final state)
+
+Glossary (code name -> symbol):
+
+    K            the kernel K_l = read(C A_bar^l B_bar), l = 0..L-1 (without D)
+    read         the readout of the complex state: Re (``scale`` 1) or 2 Re (``scale`` 2)
+    lanes        the diagonal entries of A_bar, grouped as ``(G, M)``: G groups of M lanes
+    a_bar        A_bar's diagonal, ``(G, M)``
+    b, c         the input and output weights of each lane, ``(G, M)``
+    P_in, P_out  the projections between the H channels and the G groups, ``(G, H)`` / ``(H, G)``;
+                 ``None`` means the identity (one group per channel: a depthwise model)
+    T, I         the two levels of the Vandermonde powers: a^l = (a^T)^i a^t for l = T i + t
+
+Lane systems. Every diagonal model here is one ``LaneSystem``: the state is a set of complex lanes,
+lane (g, m) decays by a_bar[g, m], reads b[g, m] v_g with v = P_in u, and the output is
+y = read(P_out sum_m c[:, m] x[:, m]) + D u. S4D is H groups of N/2 lanes with identity projections,
+S5 and LRU are P lanes of one each with P_in = B_bar and P_out = C, Centaurus is its state channels
+with real projections. The flat state ``(B, S)`` is the lanes in row-major ``(G, M)`` order, which is
+the layout of each reference model's ``DiscreteSSM``. S4 (a dense A_bar) brings its own system.
+
+Powers without a loop over time or an ``(L, S)`` tensor: with T = ceil(sqrt(L)) and I = ceil(L / T),
+the T "inner" powers a^0..a^{T-1} and the I "outer" powers (a^T)^0..(a^T)^{I-1} are running products
+(``torch.cumprod``, never exp(l log a)); a Vandermonde sum sum_m w_m a_m^l for all l is then one
+batched matrix product ``(w * outer) @ inner^T`` of shape ``(I, T)`` per group, and the final-state
+sum is the transposed product. Memory is O(L + sqrt(L) S) per group, and the rounding error of a
+power grows with T + I ~ 2 sqrt(L) products instead of L.
+
+Caching. In training the kernel is computed on the fly, so that gradients reach the parameters. In
+eval mode, when no gradient can reach a parameter (``torch.no_grad()``, ``torch.inference_mode()`` or
+frozen parameters), the discrete system and the kernels (one per length, the last few lengths) are
+cached. The cache is keyed on every parameter's identity, version counter (bumped by in-place
+updates: optimizer steps, ``load_state_dict``), dtype and device, so it is never stale; ``train()``
+and ``.to()`` drop it. In eval mode with gradients enabled the kernel is recomputed (a cached kernel
+would either carry a spent autograd graph or silently cut the gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from fast._checks import complex_dtype, positive_int, real_dtype
+from fast.convolution import fft_conv
+from fast.models._base import FastModel
+from fast.response import frequency_response as _frequency_response
+
+__all__ = ["FastLTIModel", "LaneSystem", "DiscreteSystem", "vandermonde", "reverse_vandermonde"]
+
+_MAX_CACHED_LENGTHS = 4
+
+
+class LaneSystem(NamedTuple):
+    """A discretized diagonal LTI core in lanes (module docstring)."""
+
+    a_bar: torch.Tensor  # (G, M) complex
+    b: torch.Tensor  # (G, M) complex: lane (g, m) reads b[g, m] v_g
+    c: torch.Tensor  # (G, M): y reads sum_m c[g, m] x[g, m] through P_out
+    P_in: torch.Tensor | None  # (G, H_in) real or complex; None: identity
+    P_out: torch.Tensor | None  # (H_out, G) real or complex; None: identity
+    D: torch.Tensor | None  # (H,) diagonal feed-through; None: none
+    scale: float  # readout: 1.0 "re", 2.0 "2re"
+
+
+class DiscreteSystem(NamedTuple):
+    """The core as flat matrices, the layout of the reference's ``DiscreteSSM`` (for responses)."""
+
+    A_bar: torch.Tensor  # (S,) diagonal or (S, S) dense
+    B_bar: torch.Tensor  # (S, H_in)
+    C: torch.Tensor  # (H_out, S)
+    D: torch.Tensor  # (H_out, H_in)
+    readout: str  # "plain", "re" or "2re"
+
+
+# ------------------------------------------------------------------------------------------------
+# Two-level Vandermonde products
+# ------------------------------------------------------------------------------------------------
+
+
+def _levels(L: int) -> tuple[int, int]:
+    T = math.isqrt(L - 1) + 1  # ceil(sqrt(L))
+    return T, -(-L // T)
+
+
+def _running_powers(a: torch.Tensor, n: int) -> torch.Tensor:
+    """a^0 .. a^{n-1} along a new axis -2: ``(..., n, M)`` from ``a (..., M)``, by running products."""
+    ones = torch.ones_like(a).unsqueeze(-2)  # (..., 1, M)
+    if n == 1:
+        return ones
+    steps = a.unsqueeze(-2).expand(*a.shape[:-1], n - 1, a.shape[-1])  # (..., n-1, M)
+    return torch.cat([ones, torch.cumprod(steps, dim=-2)], dim=-2)  # (..., n, M)
+
+
+def power_blocks(a: torch.Tensor, L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inner (..., T, M), outer (..., I, M), a^L (..., M))`` for ``a (..., M)``: a^l = outer[l // T] inner[l % T]."""
+    T, I = _levels(L)
+    inner = _running_powers(a, T)  # (..., T, M): a^t
+    a_T = inner[..., -1, :] * a  # (..., M): a^T
+    outer = _running_powers(a_T, I)  # (..., I, M): a^{T i}
+    a_L = outer[..., (L - 1) // T, :] * inner[..., (L - 1) % T, :] * a  # (..., M)
+    return inner, outer, a_L
+
+
+def vandermonde(w: torch.Tensor, a: torch.Tensor, L: int, blocks=None) -> torch.Tensor:
+    """sum_m w[..., g, m] a[g, m]^l for l = 0..L-1: ``(..., G, L)`` from ``w (..., G, M)``, ``a (G, M)``."""
+    inner, outer, _ = power_blocks(a, L) if blocks is None else blocks  # (G, T, M), (G, I, M)
+    V = (w.unsqueeze(-2) * outer) @ inner.transpose(-1, -2)  # (..., G, I, T)
+    return V.flatten(-2)[..., :L]  # (..., G, L)
+
+
+def reverse_vandermonde(v: torch.Tensor, a: torch.Tensor, blocks=None) -> torch.Tensor:
+    """sum_j v[..., j, g] a[g, m]^{L-1-j}: ``(..., G, M)`` from ``v (..., L, G)``, ``a (G, M)``."""
+    L = v.shape[-2]
+    inner, outer, _ = power_blocks(a, L) if blocks is None else blocks  # (G, T, M), (G, I, M)
+    T, I = inner.shape[-2], outer.shape[-2]
+    r = v.flip(-2).transpose(-1, -2)  # (..., G, L): r[..., g, l] = v[..., L-1-l, g]
+    r = torch.nn.functional.pad(r, (0, I * T - L)).unflatten(-1, (I, T))  # (..., G, I, T)
+    partial = r.to(inner.dtype) @ inner  # (..., G, I, M): sum_t r[i, t] a^t
+    return (partial * outer).sum(-2)  # (..., G, M)
+
+
+# ------------------------------------------------------------------------------------------------
+# The base class
+# ------------------------------------------------------------------------------------------------
+
+
+class FastLTIModel(FastModel):
+    """Base class of the fast LTI models (S4, S4D, S5, LRU, Centaurus); see the module docstring.
+
+    Subclasses implement ``_build_system()`` (the discrete system from the current parameters) and
+    may override the kernel algorithm (``_lane_kernels``) or, for a dense A_bar, the running methods.
+    """
+
+    #: the readout of the flat system, as in the reference's ``DiscreteSSM``
+    readout: str = "2re"
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_state={self.d_state}, discretization={self.discretization!r}"
+
+    # -- the discrete system and its cache -----------------------------------------------------------
+    def _build_system(self):
+        raise NotImplementedError
+
+    def _cache_allowed(self) -> bool:
+        if self.training:
+            return False
+        return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
+    def _cache_key(self) -> tuple:
+        params = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        return params + (torch.is_inference_mode_enabled(),)
+
+    def _cache(self) -> dict | None:
+        """The cache entry for the current parameters (created empty if stale), or None if not allowed."""
+        if not self._cache_allowed():
+            return None
+        key = self._cache_key()
+        cache = self.__dict__.get("_lti_cache")
+        if cache is None or cache["key"] != key:
+            cache = {"key": key, "system": None, "kernels": {}}
+            self.__dict__["_lti_cache"] = cache
+        return cache
+
+    def clear_cache(self) -> None:
+        """Drop the cached discrete system and kernels (done automatically; see the module docstring)."""
+        self.__dict__.pop("_lti_cache", None)
+
+    def train(self, mode: bool = True):
+        self.clear_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def system(self):
+        """The discrete system used by ``forward`` and ``step`` (cached in eval mode, module docstring)."""
+        cache = self._cache()
+        if cache is None:
+            return self._build_system()
+        if cache["system"] is None:
+            cache["system"] = self._build_system()
+        return cache["system"]
+
+    def _cached_kernel(self, sys, L: int, order: str):
+        cache = self._cache()
+        if cache is None:
+            return self._conv_kernel(sys, L, order)
+        kernels = cache["kernels"]
+        if (order, L) not in kernels:
+            if len(kernels) >= _MAX_CACHED_LENGTHS:
+                kernels.pop(next(iter(kernels)))
+            kernels[(order, L)] = self._conv_kernel(sys, L, order)
+        return kernels[(order, L)]
+
+    # -- kernels of a lane system ----------------------------------------------------------------------
+    def _lane_kernels(self, sys: LaneSystem, L: int) -> torch.Tensor:
+        """k_g[l] = sum_m c b a_bar^l of every group, complex, before projections and readout: ``(G, L)``."""
+        return vandermonde(sys.c * sys.b, sys.a_bar, L)  # (G, L)
+
+    def _order(self, sys, batch: int) -> str:
+        """How ``forward`` contracts: "depthwise" (identity projections: a kernel (L, H)), "states"
+        (real projections: convolve the G group inputs, project out) or "kernel" (a full (L, H, H))."""
+        if sys.P_in is None and sys.P_out is None:
+            return "depthwise"
+        return "kernel"
+
+    def _conv_kernel(self, sys, L: int, order: str) -> torch.Tensor:
+        k = self._lane_kernels(sys, L)  # (G, L) complex
+        if order in ("depthwise", "states"):
+            return sys.scale * k.real.T  # (L, G)
+        P_in = _identity_if_none(sys.P_in, k)  # (G, H_in)
+        P_out = _identity_if_none(sys.P_out, k)  # (H_out, G)
+        K = torch.einsum("og,gl,gi->loi", P_out.to(k.dtype), k, P_in.to(k.dtype))  # (L, H_out, H_in)
+        return sys.scale * K.real
+
+    def kernel(self, L: int) -> torch.Tensor:
+        """K_l = read(C A_bar^l B_bar) by the model's own algorithm: ``(L, H_out, H_in)``, without D."""
+        L = positive_int(L, "L")
+        sys = self.system()
+        K = self._cached_kernel(sys, L, "kernel")
+        return K if K.ndim == 3 else torch.diag_embed(K)  # (L, H, H)
+
+    # -- responses -------------------------------------------------------------------------------------
+    def ssm(self) -> DiscreteSystem:
+        """The discrete core as flat matrices in the reference ``DiscreteSSM`` layout."""
+        sys = self.system()
+        H, G, M = self.d_model, sys.a_bar.shape[0], sys.a_bar.shape[1]
+        P_in = _identity_if_none(sys.P_in, sys.a_bar)  # (G, H_in)
+        P_out = _identity_if_none(sys.P_out, sys.a_bar)  # (H_out, G)
+        B_bar = (sys.b[:, :, None] * P_in[:, None, :].to(sys.b.dtype)).reshape(G * M, -1)  # (S, H_in)
+        C = (P_out[:, :, None].to(sys.b.dtype) * sys.c[None].to(sys.b.dtype)).reshape(P_out.shape[0], G * M)  # (H, S)
+        D = torch.zeros(H, H, dtype=self.dtype, device=self.device) if sys.D is None else torch.diag(sys.D)
+        return DiscreteSystem(sys.a_bar.reshape(G * M), B_bar, C, D, {1.0: "re", 2.0: "2re"}[sys.scale])
+
+    def impulse_response(self, L: int) -> torch.Tensor:
+        """The core's response to a unit impulse, K_l + D delta_l: ``(L, H_out, H_in)``."""
+        K = self.kernel(L)  # (L, H, H)
+        return torch.cat([K[:1] + self.ssm().D, K[1:]], dim=0)
+
+    def frequency_response(self, w) -> torch.Tensor:
+        """H(e^{iw}) = read-out of C (I - e^{-iw} A_bar)^{-1} B_bar, plus D: ``(len(w), H_out, H_in)``."""
+        s = self.ssm()
+        return _frequency_response(s.A_bar, s.B_bar, s.C, s.D, w, readout=s.readout)
+
+    # -- states ------------------------------------------------------------------------------------------
+    @property
+    def state_dtype(self) -> torch.dtype:
+        return complex_dtype(self.dtype)
+
+    def state_size(self) -> int:
+        """S, the number of complex entries of the flat state (each model says how it is laid out)."""
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """Zeros of shape ``(batch_size, S)``, complex, of the module's precision and device."""
+        B = positive_int(batch_size, "batch_size")
+        return torch.zeros(B, self.state_size(), dtype=self.state_dtype, device=self.device)
+
+    def _check_state(self, state, batch: int, name: str) -> torch.Tensor | None:
+        if state is None:
+            return None
+        S = self.state_size()
+        if not isinstance(state, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor of shape ({batch}, {S}), got {type(state).__name__}")
+        if tuple(state.shape) != (batch, S):
+            raise ValueError(f"{name}: expected shape {(batch, S)} (B, S), got {tuple(state.shape)}")
+        if not (state.is_complex() or state.is_floating_point()) or real_dtype(state.dtype) != self.dtype:
+            raise ValueError(
+                f"{name}: dtype {state.dtype} does not match the module's state dtype {self.state_dtype}; use .to()"
+            )
+        if state.device != self.device:
+            raise ValueError(f"{name}: device {state.device} does not match the module's {self.device}")
+        return state.to(self.state_dtype)
+
+    def _refuse_timesteps(self, integration_timesteps) -> None:
+        if integration_timesteps is not None:
+            raise ValueError(
+                f"integration_timesteps: {type(self).__name__} is a time-invariant (LTI) model with one kernel; "
+                "it cannot use per-event gaps (only the LTV models Mamba, RGLRU and S7 take them)"
+            )
+
+    # -- running it ----------------------------------------------------------------------------------------
+    def forward(self, u, *, integration_timesteps=None, initial_state=None, return_state: bool = False):
+        """Run the core on ``u (B, L, H)`` or ``(L, H)`` by FFT convolution (module docstring).
+
+        ``initial_state`` is the flat state ``(B, S)`` (``(S,)`` for an unbatched input), complex or real
+        of the module's precision. Returns ``y`` of the input's rank, or ``(y, final_state)`` when
+        ``return_state``.
+        """
+        self._refuse_timesteps(integration_timesteps)
+        u = self.check_input(u)
+        unbatched = u.ndim == 2
+        if unbatched:
+            u = u[None]  # (1, L, H)
+            if isinstance(initial_state, torch.Tensor):
+                initial_state = initial_state[None]
+        x0 = self._check_state(initial_state, u.shape[0], "initial_state")  # (B, S) or None
+        sys = self.system()
+        y = self._convolve(sys, u)  # (B, L, H)
+        if x0 is not None:
+            y = y + self._free_response(sys, x0, u.shape[1])  # (B, L, H)
+        if not return_state:
+            return y[0] if unbatched else y
+        xL = self._final_state(sys, u, x0)  # (B, S)
+        return (y[0], xL[0]) if unbatched else (y, xL)
+
+    def step(self, u_t, state, *, integration_timesteps=None):
+        """One step: ``u_t (B, H)`` and ``state (B, S)`` -> ``(y_t (B, H), state (B, S))`` with the cached
+        discrete (A_bar, B_bar) in eval mode."""
+        self._refuse_timesteps(integration_timesteps)
+        if not isinstance(u_t, torch.Tensor):
+            raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
+        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
+            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {tuple(u_t.shape)}")
+        self.check_input(u_t[:, None], "u_t")  # dtype and device
+        x = self._check_state(state, u_t.shape[0], "state")
+        if x is None:
+            x = self.initial_state(u_t.shape[0])
+        return self._step(self.system(), u_t, x)
+
+    # -- the three computations of a lane system (S4 overrides them) -----------------------------------
+    def _convolve(self, sys: LaneSystem, u: torch.Tensor) -> torch.Tensor:
+        """y = K * u + D u from a zero state: ``(B, L, H)``."""
+        L = u.shape[1]
+        order = self._order(sys, u.shape[0])
+        K = self._cached_kernel(sys, L, order)  # (L, H) / (L, G) / (L, H, H)
+        if order == "states":
+            v = _project(u, sys.P_in)  # (B, L, G)
+            y = _project(fft_conv(v, K, backend=self.backend), sys.P_out)  # (B, L, H)
+        else:
+            y = fft_conv(u, K, backend=self.backend)  # (B, L, H)
+        return y if sys.D is None else y + sys.D * u
+
+    def _free_response(self, sys: LaneSystem, x0: torch.Tensor, L: int) -> torch.Tensor:
+        """read(C A_bar^{k+1} x0) for k = 0..L-1: ``(B, L, H)``."""
+        G, M = sys.a_bar.shape
+        x0 = x0.reshape(-1, G, M)  # (B, G, M)
+        z = vandermonde(sys.c * sys.a_bar * x0, sys.a_bar, L)  # (B, G, L)
+        z = _project(z.transpose(1, 2), sys.P_out)  # (B, L, H)
+        return sys.scale * z.real
+
+    def _final_state(self, sys: LaneSystem, u: torch.Tensor, x0: torch.Tensor | None) -> torch.Tensor:
+        """x_{L-1} = A_bar^L x0 + sum_j A_bar^{L-1-j} B_bar u_j: ``(B, S)``."""
+        G, M = sys.a_bar.shape
+        blocks = power_blocks(sys.a_bar, u.shape[1])  # (G, T, M), (G, I, M), (G, M)
+        v = _project(u, sys.P_in)  # (B, L, G)
+        x = sys.b * reverse_vandermonde(v, sys.a_bar, blocks)  # (B, G, M)
+        if x0 is not None:
+            x = x + blocks[2] * x0.reshape(-1, G, M)  # (B, G, M)
+        return x.reshape(-1, G * M)
+
+    def _step(self, sys: LaneSystem, u_t: torch.Tensor, x: torch.Tensor):
+        G, M = sys.a_bar.shape
+        v = _project(u_t, sys.P_in)  # (B, G)
+        x = sys.a_bar * x.reshape(-1, G, M) + sys.b * v[:, :, None]  # (B, G, M)
+        z = _project((sys.c * x).sum(-1), sys.P_out)  # (B, H)
+        y = sys.scale * z.real  # (B, H)
+        if sys.D is not None:
+            y = y + sys.D * u_t
+        return y, x.reshape(-1, G * M)
+
+
+def _project(z: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:
+    """z @ P^T over the last axis (P None: z itself), as one 2-D product: ``(..., G)`` -> ``(..., H)``.
+
+    Flattening first makes the summation order independent of whether autograd records (torch's
+    batched matmul picks different kernels with and without ``requires_grad``), so eval-mode and
+    training-mode outputs are bit-identical."""
+    if P is None:
+        return z
+    dtype = torch.promote_types(z.dtype, P.dtype)
+    return (z.reshape(-1, z.shape[-1]).to(dtype) @ P.T.to(dtype)).reshape(*z.shape[:-1], P.shape[0])
+
+
+def _identity_if_none(P: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    if P is not None:
+        return P
+    G = like.shape[0]
+    return torch.eye(G, dtype=real_dtype(like.dtype), device=like.device)

@@ -1,0 +1,267 @@
+"""S4 in torch: the twin of ``reference.models.lti.s4`` (same parameters, state layout and kernel).
+
+Paper: Gu, Goel, Re, "Efficiently Modeling Long Sequences with Structured State Spaces" (ICLR 2022):
+the DPLR state matrix (§3.1), the bilinear rule (eq. 3) and the kernel by truncated generating
+function, Cauchy kernel and Woodbury identity (Algorithm 1); official code: state-spaces/s4
+``models/s4/s4.py`` (``SSMKernelDPLR``). The definition, the initialization and every deliberate
+deviation are in the reference module's docstring; this module only runs the same system.
+
+Each channel h is the full conjugate-paired system of real size N = ``d_state``:
+
+    A_f = diag(Lambda_f) - P_f P_f^*,    Lambda_f = [Lambda, conj(Lambda)], ...      (N x N complex)
+    A_bar, B_bar = discretize(A_f, B_f, dt_h)        (dense: fast.discretize, one channel at a time)
+    y_h = Re(C_f x) + D_h u_h
+
+Kernel (``kernel(L)``, Algorithm 1): the generating function at the L-th roots of unity omega_j,
+K_hat(omega) = C_tilde (I - omega A_bar)^{-1} B_bar with C_tilde = C_f (I - A_bar^L), then an inverse
+real FFT. Bilinear: the resolvent by four Cauchy sums over the conjugate pairs and the rank-1 Woodbury
+identity, k_hat = r_CB - r_CP r_QB / (1 + r_QP), K_hat = 2 / (1 + omega) k_hat; zoh and dirac: dense
+solves of (I - omega A_bar) (the reference's documented extras).
+
+State: the dense paired state ``(B, H * N)`` complex, h-major (entries h*N + n, n < N/2, the stored
+modes of channel h, then their conjugate partners), as the reference's ``ssm()``. The initial-state
+response and the final state use the powers A_bar^l x by doubling (log2 L batched matrix products,
+memory O(L H N B)); ``step`` multiplies by the cached dense A_bar, and ``step_linear`` is the O(N)
+bilinear step on the stored half, as in the reference.
+
+Glossary: ``log_A_real``, ``A_imag`` (H, N/2); ``P``, ``B``, ``C`` (H, N/2) complex, stored as real
+``(H, N/2, 2)`` parameters; ``log_dt``, ``D`` (H,); ``omega``, ``z`` the nodes and their bilinear
+images z = 2 (1 - omega) / (1 + omega).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from fast._checks import positive_int
+from fast.discretization import discretize
+from fast.models.lti._base import DiscreteSystem, FastLTIModel
+from reference.models.lti.s4 import S4 as _ReferenceS4
+
+__all__ = ["S4", "DenseSystem", "cauchy_conjugate_pairs"]
+
+
+class DenseSystem(NamedTuple):
+    """The discrete S4 core, one dense paired system per channel."""
+
+    A_bar: torch.Tensor  # (H, N, N) complex
+    B_bar: torch.Tensor  # (H, N) complex
+    C: torch.Tensor  # (H, N) complex: C_f, the paired output row
+    D: torch.Tensor  # (H,)
+    A_bar_minus_I: torch.Tensor  # (H, N, N): A_bar - I without cancellation (kernel only)
+
+
+def paired(x: torch.Tensor) -> torch.Tensor:
+    """[x, conj(x)] along the last axis: the full conjugate-paired vector of a stored half."""
+    return torch.cat([x, x.conj()], dim=-1)
+
+
+def cauchy_conjugate_pairs(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_n [v_n / (z - w_n) + conj(v_n) / (z - conj(w_n))] for every node: ``(..., J)`` from
+    ``v, w (..., N/2)`` and ``z (J,)`` ([S4-code] ``cauchy_naive``)."""
+    v_f, w_f = paired(v), paired(w)  # (..., N)
+    return (v_f[..., None] / (z - w_f[..., None])).sum(-2)  # (..., J)
+
+
+def _geometric(A: torch.Tensor, L: int) -> torch.Tensor:
+    """S_L = sum_{l<L} A^l by doubling (S_2m = S_m + A^m S_m): ``(H, N, N)`` from ``A (H, N, N)``."""
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand(A.shape)  # (H, N, N)
+    S, P = eye, A  # S_1, A^1
+    for bit in bin(L)[3:]:  # the binary digits of L after the leading one
+        S, P = S + P @ S, P @ P  # S_2m, A^2m
+        if bit == "1":
+            S, P = S + P, P @ A  # S_2m+1, A^2m+1
+    return S
+
+
+def _powers_times(A: torch.Tensor, X: torch.Tensor, L: int) -> torch.Tensor:
+    """A^l X for l = 0..L-1 by doubling: ``(L, H, N, R)`` from ``A (H, N, N)``, ``X (H, N, R)``."""
+    M = X[None]  # (m, H, N, R) with m = 1
+    A_m = A  # (H, N, N): A^m
+    while M.shape[0] < L:
+        M = torch.cat([M, A_m @ M], dim=0)  # (2m, H, N, R)
+        if M.shape[0] < L:
+            A_m = A_m @ A_m  # (H, N, N)
+    return M[:L]
+
+
+class S4(FastLTIModel):
+    """S4 (DPLR state matrix per channel, bilinear by default) as a ``torch.nn.Module``.
+
+    Args: those of ``reference.models.S4`` (``d_model, d_state=64, discretization="bilinear", *, seed=0,
+    dt_min=1e-3, dt_max=1e-1, B_clip=2.0``) plus ``backend``. ``S4.from_reference(ref)`` copies a
+    reference model's parameters exactly.
+    """
+
+    reference_class = _ReferenceS4
+    discretizations = _ReferenceS4.discretizations
+    readout = "re"
+
+    def state_size(self) -> int:
+        return 2 * self.log_A_real.numel()  # H * N
+
+    # -- the continuous and the discrete system --------------------------------------------------
+    def eigenvalues(self) -> torch.Tensor:
+        """Lambda = -exp(log_A_real) - i A_imag, the stored diagonal part: ``(H, N/2)``."""
+        return torch.complex(-torch.exp(self.log_A_real), -self.A_imag)  # (H, N/2)
+
+    def state_matrix(self) -> torch.Tensor:
+        """A_f = diag(Lambda_f) - P_f P_f^* of every channel: ``(H, N, N)``."""
+        P_f = paired(self.param("P"))  # (H, N)
+        return torch.diag_embed(paired(self.eigenvalues())) - P_f[:, :, None] * P_f[:, None, :].conj()  # (H, N, N)
+
+    def discretized(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A_bar (H, N, N), B_bar (H, N))``: each channel discretized densely with its own step."""
+        A = self.state_matrix()  # (H, N, N)
+        B_f = paired(self.param("B"))  # (H, N)
+        dt = torch.exp(self.log_dt)  # (H,)
+        blocks = [discretize(A[h], B_f[h], dt[h], self.discretization) for h in range(self.d_model)]
+        return torch.stack([b[0] for b in blocks]), torch.stack([b[1] for b in blocks])
+
+    def _build_system(self) -> DenseSystem:
+        A_bar, B_bar = self.discretized()  # (H, N, N), (H, N)
+        # A_bar - I without cancellation: the input matrix of the same rule with B = A (zoh:
+        # A^{-1} (e^{dt A} - I) A; bilinear: (I - dt A / 2)^{-1} dt A); dirac shares zoh's A_bar.
+        A = self.state_matrix()  # (H, N, N)
+        dt = torch.exp(self.log_dt)  # (H,)
+        rule = "bilinear" if self.discretization == "bilinear" else "zoh"
+        A_bar_minus_I = torch.stack([discretize(A[h], A[h], dt[h], rule)[1] for h in range(self.d_model)])
+        return DenseSystem(A_bar, B_bar, paired(self.param("C")), self.D, A_bar_minus_I)
+
+    def ssm(self) -> DiscreteSystem:
+        """All channels as one block-diagonal dense system (S = H*N, h-major, readout re)."""
+        sys = self.system()
+        H, N = sys.B_bar.shape
+        eye = torch.eye(H, dtype=self.dtype, device=self.device)  # (H, H)
+        A_big = torch.block_diag(*sys.A_bar)  # (S, S)
+        B_big = (sys.B_bar[:, :, None] * eye[:, None, :]).reshape(H * N, H)  # (S, H): block h reads u_h
+        C_big = (eye[:, :, None] * sys.C[None, :, :]).reshape(H, H * N)  # (H, S): y_h reads block h
+        return DiscreteSystem(A_big, B_big, C_big, torch.diag(sys.D), "re")
+
+    # -- kernels ---------------------------------------------------------------------------------
+    def c_tilde(self, L: int) -> torch.Tensor:
+        """C_tilde = C_f (I - A_bar^L) of every channel: ``(H, N)``."""
+        sys = self.system()
+        return self._c_tilde(sys, positive_int(L, "L"))
+
+    @staticmethod
+    def _c_tilde(sys: DenseSystem, L: int) -> torch.Tensor:
+        """C_f (I - A_bar^L), written -C_f (A_bar - I) S_L with S_L = sum_{l<L} A_bar^l: the direct
+        difference cancels when L dt is small (A_bar^L ~ I), which costs float32 most of its digits."""
+        C_minus = torch.einsum("hm,hmn->hn", sys.C, sys.A_bar_minus_I)  # (H, N): C_f (A_bar - I)
+        return -torch.einsum("hm,hmn->hn", C_minus, _geometric(sys.A_bar, L))  # (H, N)
+
+    def _order(self, sys, batch: int) -> str:
+        return "depthwise"
+
+    def _conv_kernel(self, sys: DenseSystem, L: int, order: str) -> torch.Tensor:
+        """The depthwise kernel ``(L, H)`` by the generating function at the roots of unity."""
+        N2 = self.d_state // 2
+        C_tilde_f = self._c_tilde(sys, L)  # (H, N)
+        # The nodes in float64 (then the working precision): omega_j = exp(-2 pi i j / L) and
+        # 1 - omega_j = 2 sin^2(theta/2) + i sin(theta), which has no cancellation near omega = 1.
+        theta = 2.0 * math.pi * torch.arange(L // 2 + 1, dtype=torch.float64, device=self.device) / L  # (J,)
+        omega = torch.polar(torch.ones_like(theta), -theta)  # (J,)
+        one_minus_omega = torch.complex(2.0 * torch.sin(theta / 2.0) ** 2, torch.sin(theta))  # (J,)
+        if self.discretization == "bilinear":
+            dt = torch.exp(self.log_dt)[:, None]  # (H, 1)
+            dt_Lambda = dt * self.eigenvalues()  # (H, N/2): poles of the Cauchy sums
+            # The computed omega_{L/2} is -1 + O(eps) i, never exactly -1 (see the reference), so z stays
+            # finite, and 2 / (1 + omega) cancels the same rounded (1 + omega).
+            z = (2.0 * one_minus_omega / (1.0 + omega)).to(sys.A_bar.dtype)  # (J,)
+            factor = (2.0 / (1.0 + omega)).to(sys.A_bar.dtype)  # (J,)
+            C_tilde = C_tilde_f[:, :N2]  # (H, N/2): the stored half of a conjugate-paired row
+            P, B = self.param("P"), self.param("B")  # (H, N/2)
+            Q = P.conj()  # (H, N/2)
+            r = {
+                a_name + b_name: cauchy_conjugate_pairs(dt * a * b, z, dt_Lambda)  # (H, J)
+                for a_name, a in (("C", C_tilde), ("Q", Q))
+                for b_name, b in (("B", B), ("P", P))
+            }
+            k_hat = r["CB"] - r["CP"] * r["QB"] / (1.0 + r["QP"])  # (H, J): rank-1 Woodbury
+            K_hat = k_hat * factor  # (H, J)
+        else:
+            # I - omega A_bar = -(A_bar - I) + (1 - omega) A_bar: exact at omega = 1, no cancellation near it
+            w = one_minus_omega.to(sys.A_bar.dtype)[:, None, None, None]  # (J, 1, 1, 1)
+            M = w * sys.A_bar[None] - sys.A_bar_minus_I[None]  # (J, H, N, N)
+            rhs = sys.B_bar[None, :, :, None].expand(M.shape[0], -1, -1, 1)  # (J, H, N, 1)
+            X = torch.linalg.solve(M, rhs)[..., 0]  # (J, H, N)
+            K_hat = torch.einsum("hn,jhn->hj", C_tilde_f, X)  # (H, J)
+        k = torch.fft.irfft(K_hat, n=L, dim=-1)  # (H, L)
+        return k.T  # (L, H)
+
+    def kernel_brute_force(self, L: int) -> torch.Tensor:
+        """K_l = Re(C_f A_bar^l B_bar) per channel by powers of the dense A_bar: ``(L, H, H)``."""
+        L = positive_int(L, "L")
+        sys = self.system()
+        M = _powers_times(sys.A_bar, sys.B_bar[:, :, None], L)[..., 0]  # (L, H, N)
+        return torch.diag_embed(torch.einsum("hn,lhn->lh", sys.C, M).real)  # (L, H, H)
+
+    # -- the dense recurrence pieces ---------------------------------------------------------------
+    def _free_response(self, sys: DenseSystem, x0: torch.Tensor, L: int) -> torch.Tensor:
+        """Re(C_f A_bar^{k+1} x0) for k = 0..L-1: ``(B, L, H)``."""
+        H, N = sys.B_bar.shape
+        X = torch.einsum("hmn,bhn->hmb", sys.A_bar, x0.reshape(-1, H, N))  # (H, N, B): A_bar x0
+        M = _powers_times(sys.A_bar, X, L)  # (L, H, N, B): A_bar^{l+1} x0
+        return torch.einsum("hn,lhnb->blh", sys.C, M).real  # (B, L, H)
+
+    def _final_state(self, sys: DenseSystem, u: torch.Tensor, x0: torch.Tensor | None) -> torch.Tensor:
+        """x_{L-1} = A_bar^L x0 + sum_j A_bar^{L-1-j} B_bar u_j: ``(B, H * N)``."""
+        H, N = sys.B_bar.shape
+        L = u.shape[1]
+        G = _powers_times(sys.A_bar, sys.B_bar[:, :, None], L)[..., 0]  # (L, H, N): A_bar^r B_bar
+        x = torch.einsum("lhn,blh->bhn", G, u.flip(1).to(G.dtype))  # (B, H, N)
+        if x0 is not None:
+            A_L = torch.linalg.matrix_power(sys.A_bar, L)  # (H, N, N)
+            x = x + torch.einsum("hmn,bhn->bhm", A_L, x0.reshape(-1, H, N))  # (B, H, N)
+        return x.reshape(-1, H * N)
+
+    def _step(self, sys: DenseSystem, u_t: torch.Tensor, x: torch.Tensor):
+        H, N = sys.B_bar.shape
+        x = torch.einsum("hmn,bhn->bhm", sys.A_bar, x.reshape(-1, H, N)) + sys.B_bar * u_t[:, :, None]  # (B, H, N)
+        y = (sys.C * x).sum(-1).real + sys.D * u_t  # (B, H)
+        return y, x.reshape(-1, H * N)
+
+    # -- the O(N) step of the bilinear DPLR system ----------------------------------------------
+    def initial_state_linear(self, batch_size: int) -> torch.Tensor:
+        """Zeros of the stored-half state of ``step_linear``: ``(batch_size, H, N/2)`` complex."""
+        B = positive_int(batch_size, "batch_size")
+        return torch.zeros(B, self.d_model, self.d_state // 2, dtype=self.state_dtype, device=self.device)
+
+    def step_linear(self, u_t, state):
+        """One bilinear step in O(N) on the stored half ([S4-code] ``_step_state_linear``; the reference's
+        docstring derives it). ``u_t (B, H)``, ``state (B, H, N/2)`` -> ``(y_t (B, H), state)``."""
+        if self.discretization != "bilinear":
+            raise ValueError(
+                f"discretization: step_linear is the bilinear DPLR step; this model uses {self.discretization!r} "
+                "(use step, the dense recurrence)"
+            )
+        H, N2 = self.d_model, self.d_state // 2
+        if not isinstance(u_t, torch.Tensor) or u_t.ndim != 2 or u_t.shape[1] != H:
+            raise ValueError(f"u_t: expected a tensor of shape (B, {H}), got {getattr(u_t, 'shape', type(u_t))}")
+        self.check_input(u_t[:, None], "u_t")
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != (u_t.shape[0], H, N2):
+            raise ValueError(
+                f"state: expected a tensor of shape {(u_t.shape[0], H, N2)} (B, H, N/2), "
+                f"got {getattr(state, 'shape', type(state))}"
+            )
+        if state.dtype != self.state_dtype:
+            raise ValueError(f"state: dtype {state.dtype} does not match the module's state dtype {self.state_dtype}")
+        P, B, C = self.param("P"), self.param("B"), self.param("C")  # (H, N/2)
+        Lambda = self.eigenvalues()  # (H, N/2)
+        two_over_dt = 2.0 / torch.exp(self.log_dt)[:, None]  # (H, 1)
+        E = two_over_dt + Lambda  # (H, N/2)
+        D_dt = 1.0 / (two_over_dt - Lambda)  # (H, N/2)
+
+        def full_inner(a, v):  # sum over the full paired system of a_f v_f = 2 Re(sum over the half)
+            return 2.0 * (a * v).sum(-1).real
+
+        x = state
+        v = E * x - P * full_inner(P.conj(), x)[..., None] + 2.0 * B * u_t[..., None]  # (B, H, N/2)
+        denom = 1.0 + full_inner(P.conj() * D_dt * P, 1.0)  # (H,)
+        x = D_dt * (v - P * (full_inner(P.conj() * D_dt, v) / denom)[..., None])  # (B, H, N/2)
+        y = 2.0 * (C * x).sum(-1).real + self.D * u_t  # (B, H)
+        return y, x

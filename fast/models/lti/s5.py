@@ -1,0 +1,123 @@
+"""S5 in torch: the twin of ``reference.models.lti.s5`` (same parameters, state layout and kernel).
+
+Paper: Smith, Warrington, Linderman, "Simplified State Space Layers for Sequence Modeling" (ICLR 2023),
+§3; official code: lindermanlab/S5 ``s5/ssm.py``. The definition, the initialization and every
+deliberate deviation are in the reference module's docstring; this module only runs the same system.
+
+One MIMO diagonal system shared by the H channels, P_s stored modes:
+
+    Lambda_bar, B_bar = discretize(Lambda, B_tilde, step_rescale * exp(log_step))     (per-state steps)
+    K_l = read(C_tilde diag(Lambda_bar^l) B_bar)       read = 2 Re (conj_sym) or Re
+    y = K * u + D u
+
+The official code runs a parallel scan; this twin, like the reference's "convolution" mode, convolves
+with the full H x H kernel (a Vandermonde contraction) through the FFT. As lanes
+(``fast.models.lti._base``): P_s groups of one lane, P_in = B_bar, P_out = C_tilde. State: ``(B, P_s)``
+complex, the stored modes in parameter order (block-major).
+
+Bidirectional (``bidirectional=True``): a second, reversed-time pass over the same (Lambda_bar, B_bar)
+read by ``C_tilde_reverse``; not causal, so ``step``, states and responses refuse it, as in the
+reference.
+
+Glossary: ``Lambda_re``, ``Lambda_im``, ``log_step`` (P_s,); ``B_tilde`` (P_s, H) and ``C_tilde``,
+``C_tilde_reverse`` (H, P_s) complex, stored as real ``(..., 2)`` parameters; ``D`` (H,).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fast.convolution import fft_conv
+from fast.discretization import discretize_diagonal
+from fast.models.lti._base import FastLTIModel, LaneSystem
+from reference.models.lti.s5 import S5 as _ReferenceS5
+
+__all__ = ["S5"]
+
+
+class S5(FastLTIModel):
+    """S5 (MIMO diagonal SSM) as a ``torch.nn.Module``.
+
+    Args: those of ``reference.models.S5`` (``d_model, d_state=256, discretization="zoh", *, seed=0,
+    blocks=1, conj_sym=True, C_init="trunc_standard_normal", dt_min=1e-3, dt_max=1e-1, step_rescale=1.0,
+    clip_eigs=False, bidirectional=False``) plus ``backend``. ``S5.from_reference(ref)`` copies a
+    reference model's parameters exactly.
+    """
+
+    reference_class = _ReferenceS5
+    discretizations = _ReferenceS5.discretizations
+
+    def setup(self, reference_model) -> None:
+        self.conj_sym = reference_model.conj_sym
+        self.clip_eigs = reference_model.clip_eigs
+        self.bidirectional = reference_model.bidirectional
+        self.step_rescale = reference_model.step_rescale
+        self.blocks = reference_model.blocks
+
+    @property
+    def readout(self) -> str:
+        return "2re" if self.conj_sym else "re"
+
+    def state_size(self) -> int:
+        return self.Lambda_re.numel()  # P_s
+
+    def eigenvalues(self) -> torch.Tensor:
+        """Lambda = Lambda_re + i Lambda_im (Re clipped to <= -1e-4 with clip_eigs): ``(P_s,)``."""
+        re = torch.clamp(self.Lambda_re, max=-1e-4) if self.clip_eigs else self.Lambda_re  # (P_s,)
+        return torch.complex(re, self.Lambda_im)  # (P_s,)
+
+    def discretized(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Lambda_bar (P_s,), B_bar (P_s, H))`` with one step per state."""
+        dt = self.step_rescale * torch.exp(self.log_step)  # (P_s,)
+        return discretize_diagonal(self.eigenvalues(), self.param("B_tilde"), dt, self.discretization)
+
+    def _lanes(self, C: torch.Tensor, D: torch.Tensor | None) -> LaneSystem:
+        Lambda_bar, B_bar = self.discretized()  # (P_s,), (P_s, H)
+        ones = torch.ones_like(Lambda_bar)[:, None]  # (P_s, 1)
+        return LaneSystem(Lambda_bar[:, None], ones, ones, B_bar, C, D, 2.0 if self.conj_sym else 1.0)
+
+    def _refuse_bidirectional(self, what: str) -> None:
+        if self.bidirectional:
+            raise ValueError(
+                f"bidirectional: {what} describes a causal system, but an S5 with bidirectional=True is not "
+                "causal (its output reads a reversed-time scan); use forward on whole sequences"
+            )
+
+    def _build_system(self) -> LaneSystem:
+        return self._lanes(self.param("C_tilde"), self.D)
+
+    def system(self):
+        self._refuse_bidirectional("the discrete system")
+        return super().system()
+
+    def step(self, u_t, state, *, integration_timesteps=None):
+        self._refuse_bidirectional("step")
+        return super().step(u_t, state, integration_timesteps=integration_timesteps)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        self._refuse_bidirectional("initial_state")
+        return super().initial_state(batch_size)
+
+    def forward(self, u, *, integration_timesteps=None, initial_state=None, return_state: bool = False):
+        """As ``FastLTIModel.forward``; a bidirectional S5 takes no initial state and returns none."""
+        if not self.bidirectional:
+            return super().forward(
+                u, integration_timesteps=integration_timesteps, initial_state=initial_state, return_state=return_state
+            )
+        self._refuse_timesteps(integration_timesteps)
+        if initial_state is not None or return_state:
+            raise ValueError(
+                "initial_state: a bidirectional S5 runs on whole sequences; it takes no initial state and "
+                "returns no final state (its reversed-time scan starts at the end of the sequence)"
+            )
+        u = self.check_input(u)
+        unbatched = u.ndim == 2
+        u = u[None] if unbatched else u  # (B, L, H)
+        L = u.shape[1]
+        forward_part = self._lanes(self.param("C_tilde"), self.D)
+        reverse_part = self._lanes(self.param("C_tilde_reverse"), None)
+        K_f = self._conv_kernel(forward_part, L, "kernel")  # (L, H, H)
+        K_r = self._conv_kernel(reverse_part, L, "kernel")  # (L, H, H)
+        y = fft_conv(u, K_f, backend=self.backend) + self.D * u  # (B, L, H)
+        y = y + fft_conv(u.flip(1), K_r, backend=self.backend).flip(1)  # (B, L, H)
+        return y[0] if unbatched else y

@@ -132,11 +132,6 @@ def test_fast_linear_scan_backends_auto_and_torch_agree_and_triton_is_refused():
         fast.ops.linear_scan(a, b, x0, backend="cuda")
 
 
-def test_fast_ops_selective_scan_is_announced_as_not_in_this_build():
-    with pytest.raises(AttributeError, match="not part of this build yet"):
-        fast.ops.selective_scan  # noqa: B018
-
-
 # ------------------------------------------------------------------------------------------------
 # fft_conv
 # ------------------------------------------------------------------------------------------------

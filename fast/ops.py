@@ -4,9 +4,9 @@
   (``fast.convolution``);
 * ``linear_scan(a, b, initial_state=None, *, backend="auto") -> (x, final_state)``: the diagonal
   recurrence x_k = a_k * x_{k-1} + b_k, real or complex, as a chunked parallel scan (``fast.scan``);
-* ``selective_scan``: the selective SSM of Mamba with the reference's arguments plus ``backend`` -- not
-  part of this build yet; it arrives with the LTV models (asking for it raises an ``AttributeError``
-  that says so).
+* ``selective_scan(u, dt, A, B, C, D=None, z=None, *, method="mamba", integration_timesteps=None,
+  initial_state=None, return_state=False, backend="auto")``: the selective SSM of Mamba with the
+  reference's arguments plus ``backend``, chunked over time (``fast.selective_scan``).
 
 Backends: ``"torch"`` runs the torch code; ``"triton"`` will run the Triton kernels, which are not part
 of this build yet, so asking for it raises ``NotImplementedError`` (with the install command when
@@ -21,15 +21,6 @@ from __future__ import annotations
 from fast._checks import BACKENDS
 from fast.convolution import fft_conv
 from fast.scan import linear_scan
+from fast.selective_scan import selective_scan
 
-__all__ = ["BACKENDS", "fft_conv", "linear_scan"]
-
-
-def __getattr__(name):
-    # The place of fast.ops.selective_scan (Mamba's selective scan, torch and Triton): a later issue.
-    if name == "selective_scan":
-        raise AttributeError(
-            "fast.ops.selective_scan is not part of this build yet (it arrives with the LTV models); "
-            "use reference.selective_scan for the definition"
-        )
-    raise AttributeError(f"module 'fast.ops' has no attribute {name!r}")
+__all__ = ["BACKENDS", "fft_conv", "linear_scan", "selective_scan"]

@@ -1,0 +1,171 @@
+"""What the fast LTV models share (twin of ``reference/models/ltv/_base.py``): the activations, the causal
+depthwise convolution of Mamba and Griffin, and the checks of sequences, steps, event gaps and states.
+
+Glossary (code name -> symbol):
+
+    u, u_t            the model input, (B, L, H) or one step (B, H)
+    tau               integration_timesteps: the gap before each event (EQUATIONS.md §1.4)
+    weight (W, D)     depthwise temporal filter; weight[j] multiplies x_{t - W + 1 + j}
+    history (B, W-1, D)  the W - 1 inputs before the first one (the convolution cache)
+    doc_start (B, L)  index (in the padded frame) of the first token of the current document
+
+Everything here is a torch function of tensors, differentiable by autograd, in the precision it is given;
+bad input gets a ``ValueError`` naming the argument (a tensor of another dtype or device than the module is
+refused, never cast silently).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fast._checks import nonnegative, positive_int, real_like
+from fast.models._base import FastModel
+
+__all__ = [
+    "LTVFastModel",
+    "causal_depthwise_conv1d",
+    "gelu_tanh",
+    "softplus",
+]
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^x) without overflow and without torch's linear cut-off above x = 20 (``F.softplus``
+    returns x there, off by e^{-x}), so that it equals the reference's ``np.logaddexp(0, x)``."""
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU with the tanh approximation (RecurrentGemma's), 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return F.gelu(x, approximate="tanh")
+
+
+def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
+    """Causal depthwise convolution: y_t = bias + sum_j weight[j] * x_{t-W+1+j}, channel by channel.
+
+    Args:
+        x: ``(B, L, D)``.
+        weight: ``(W, D)``; ``weight[W-1]`` multiplies the current input.
+        bias: ``(D,)``.
+        history: ``(B, W-1, D)``, the inputs before ``x[:, 0]`` (zeros when omitted).
+        doc_start: ``(B, L)`` integers or None: output t reads only positions >= doc_start[b, t] of the
+            padded sequence ``[history, x]`` (where ``x[:, t]`` sits at ``W - 1 + t``).
+
+    Returns:
+        ``y (B, L, D)`` and the new history ``(B, W-1, D)`` (the last W - 1 inputs, masked as output L - 1
+        saw them). A loop over the W taps, never over time.
+    """
+    Bsz, L, D = x.shape
+    W = weight.shape[0]
+    if history is None:
+        history = x.new_zeros(Bsz, W - 1, D)  # (B, W-1, D)
+    padded = torch.cat([history, x], dim=1)  # (B, W-1+L, D)
+    t = torch.arange(L, device=x.device)  # (L,)
+    y = bias.expand(Bsz, L, D)  # (B, L, D)
+    for s in range(W):  # s = how far back the tap looks
+        window = padded[:, W - 1 - s : W - 1 - s + L]  # (B, L, D): x_{t-s}
+        if doc_start is not None:
+            keep = (W - 1 + t - s)[None, :] >= doc_start  # (B, L)
+            window = window * keep[..., None]  # (B, L, D)
+        y = y + weight[W - 1 - s] * window  # (B, L, D)
+    new_history = padded[:, L:]  # (B, W-1, D)
+    if doc_start is not None and W > 1:
+        positions = torch.arange(L, L + W - 1, device=x.device)  # (W-1,) indices of the kept inputs
+        keep = positions[None, :] >= doc_start[:, -1:]  # (B, W-1)
+        new_history = new_history * keep[..., None]  # (B, W-1, D)
+    return y, new_history
+
+
+class LTVFastModel(FastModel):
+    """Base of the fast LTV models: the reference's discretization list and the input / state checks."""
+
+    discretizations: ClassVar[tuple[str, ...]] = ()
+    default_discretization: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        ref = cls.__dict__.get("reference_class")
+        if ref is not None:  # the same supported methods as the reference twin
+            cls.discretizations = ref.discretizations
+            cls.default_discretization = ref.default_discretization
+
+    # -- sequences and steps --------------------------------------------------------------------
+    def sequence(self, u, initial_state, batched_args: dict):
+        """``(u (B, L, H), initial_state with a batch axis, unbatched)``. ``batched_args`` maps the names of
+        per-token arguments (gaps, segment positions) to their values: with an unbatched ``u (L, H)``
+        they must be ``(L,)``."""
+        u = self.check_input(u)
+        unbatched = u.ndim == 2
+        if unbatched:
+            u = u[None]  # (1, L, H)
+            if initial_state is not None:
+                initial_state = self.add_batch_axis(initial_state)
+            for name, arg in batched_args.items():
+                if arg is not None and np.ndim(arg) == 2:
+                    raise ValueError(f"{name}: expected shape (L,) for an unbatched input (L, H)")
+        return u, initial_state, unbatched
+
+    def add_batch_axis(self, state):
+        """The state of one sequence with a batch axis of 1 (tensors of a NamedTuple, or one tensor)."""
+        if isinstance(state, torch.Tensor):
+            return state[None]
+        if isinstance(state, tuple):
+            return tuple(s[None] if isinstance(s, torch.Tensor) else s for s in state)
+        return state  # the state check names what is wrong
+
+    def check_step_input(self, u_t) -> torch.Tensor:
+        if not isinstance(u_t, torch.Tensor):
+            raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
+        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
+            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {tuple(u_t.shape)}")
+        if u_t.dtype != self.dtype or u_t.device != self.device:
+            raise ValueError(
+                f"u_t: dtype {u_t.dtype} on {u_t.device} does not match the module's {self.dtype} on "
+                f"{self.device}; use .to()"
+            )
+        return u_t
+
+    def check_timesteps(self, integration_timesteps, batch: int, length: int | None, *, allow_zero: bool,
+                        why_not_zero: str = ""):
+        """Event gaps as ``(B, L)`` (forward; from ``(L,)`` or ``(B, L)``) or ``(B,)`` (step, ``length=None``),
+        finite, >= 0, and > 0 unless ``allow_zero``; None stays None (reference ``check_timesteps``)."""
+        if integration_timesteps is None:
+            return None
+        tau = real_like(integration_timesteps, "integration_timesteps", self.dtype, self.device)
+        if length is None:
+            if tuple(tau.shape) != (batch,):
+                raise ValueError(
+                    f"integration_timesteps: in step expected shape ({batch},) (B,), got {tuple(tau.shape)}"
+                )
+        elif tuple(tau.shape) == (length,):
+            tau = tau.expand(batch, length)  # (B, L)
+        elif tuple(tau.shape) != (batch, length):
+            raise ValueError(
+                f"integration_timesteps: expected shape ({length},) (L,) or ({batch}, {length}) (B, L), "
+                f"got {tuple(tau.shape)}"
+            )
+        if tau.device != self.device:
+            raise ValueError(f"integration_timesteps: device {tau.device} does not match the module's {self.device}")
+        if not bool((torch.isfinite(tau) & (tau >= 0)).all()):  # one sync; the check below names the problem
+            nonnegative(tau, "integration_timesteps")
+        if not allow_zero and bool((tau == 0).any()):
+            raise ValueError(f"integration_timesteps: a zero gap is not allowed here{why_not_zero}")
+        return tau
+
+    def check_state_tensor(self, x, name: str, shape: tuple, *, dtype=None) -> torch.Tensor:
+        """One tensor of a state: of ``shape``, of ``dtype`` (the module's by default) and on its device."""
+        dtype = self.dtype if dtype is None else dtype
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+        if x.dtype != dtype or x.device != self.device:
+            raise ValueError(f"{name}: expected dtype {dtype} on {self.device}, got {x.dtype} on {x.device}")
+        return x
+
+    def batch_size(self, batch_size) -> int:
+        return positive_int(batch_size, "batch_size")

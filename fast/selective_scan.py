@@ -1,0 +1,243 @@
+"""The selective scan of Mamba ("S6") in torch, chunked over time (twin of ``reference.selective_scan``).
+
+For every batch element b, channel d and state n (D channels, N states per channel):
+
+    A_bar[t, d, n], B_bar[t, d, n] = discretize(A[d, n], B[t, n], dt[t, d])     (any rule, fast.DISCRETIZATIONS)
+    x[t, d, n] = A_bar[t, d, n] * x[t-1, d, n] + B_bar[t, d, n] * u[t, d]
+    y[t, d]    = sum_n C[t, n] x[t, d, n] + D[d] u[t, d]
+    y[t, d]   *= SiLU(z[t, d])                                                    (when z is given)
+
+Glossary (code name -> symbol in Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State
+Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
+
+    u       x, the input of the SSM                                        (B, L, D)
+    dt      Delta, used as given (softplus and bias belong to the layer)   (B, L, D)
+    A       A, one real diagonal per channel                               (D, N)
+    B, C    the token's input and output matrices s_B(x), s_C(x)           (B, L, N)
+    D       the skip term                                                  (D,)
+    z       the gate branch                                                (B, L, D)
+    tau     integration_timesteps, the gap before each event (EQUATIONS.md §1.4)
+    T       the chunk size (steps per chunk); h the state carried from one chunk to the next (B, D, N)
+
+Algorithm. The reference discretizes the whole sequence at once, which holds a ``(B, L, D, N)`` tensor.
+Here the sequence is cut into chunks of T steps. For each chunk (a Python loop over chunks, never over
+steps): discretize its ``(B, T, D, N)`` systems with ``fast.discretize_diagonal`` (the same call and the
+same rules as the reference), run ``fast.linear_scan`` (a log-depth parallel scan) over the chunk from the
+carried state h, contract with C to ``(B, T, D)`` at once, and hand the last state to the next chunk.
+The skip term and the gate act on the whole ``(B, L, D)`` output afterwards.
+
+Memory. Forward: O(B L D + B T D N) -- the largest tensors are the ``(B, L, D)`` inputs and output and a
+few ``(B, T, D, N)`` tensors of the chunk being computed (tested in
+``equivalence_tests/test_fast_selective_scan.py``). Backward: when gradients are needed, each chunk is
+one ``torch.autograd.Function`` (``_RecomputedChunk``, activation checkpointing): its forward runs without
+building a graph and keeps only the chunk's inputs (views of the full tensors) and the state entering it,
+``(B, D, N)`` per chunk, i.e. O(B L D + B (L/T) D N) in all; its backward recomputes the chunk's
+``(B, T, D, N)`` intermediates with autograd on and differentiates them. The price is one more forward
+pass of the scan during backward. Plain autograd would keep every doubling round of every chunk,
+O(B L D N log T). (``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
+it records a graph of small nodes per chunk during the forward; on the CPU these fragmented the heap so
+that the process grew to ~3 GB at L = 20,000, D = 128, N = 16, against ~0.4 GB with this Function.) The
+Function is differentiable once (no double backward).
+
+Differences from the reference: tensors keep their precision (float32 or float64, shared by all
+arguments; ``integration_timesteps`` may also be a NumPy array or a list, converted to it); the result is
+differentiable in every tensor argument; the rounding order of the scan differs (parallel within a chunk).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from fast._checks import (
+    common_dtype,
+    finite,
+    nonnegative,
+    positive,
+    positive_int,
+    real_like,
+    resolve_backend,
+    tensor,
+)
+from fast.discretization import DISCRETIZATIONS, discretize_diagonal
+from fast.scan import linear_scan
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "selective_scan"]
+
+#: Steps per chunk: each chunk holds a few (B, T, D, N) tensors; longer chunks mean fewer Python iterations.
+DEFAULT_CHUNK_SIZE = 64
+
+
+def _check(name: str, x, shape: tuple, labels: str) -> torch.Tensor:
+    x = tensor(x, name, complex_ok=False)
+    if tuple(x.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape} {labels}, got {tuple(x.shape)}")
+    return x
+
+
+def _check_values(finite_args: dict, dt: torch.Tensor, tau: torch.Tensor | None) -> None:
+    """Every tensor finite, dt > 0, gaps >= 0: one reduction and one host sync for all of them (a sync is
+    also where torch.compile breaks the graph); the per-argument checks name the culprit on failure."""
+    flags = [torch.isfinite(x).all() for x in finite_args.values()] + [(dt > 0).all()]  # () booleans
+    if tau is not None:
+        flags.append((tau >= 0).all())
+    if bool(torch.stack(flags).all()):
+        return
+    for name, x in finite_args.items():
+        finite(x, name)
+    positive(dt, "dt")
+    if tau is not None:
+        nonnegative(tau, "integration_timesteps")
+
+
+def _check_gaps(integration_timesteps, Bsz: int, L: int, dtype, device):
+    """Event gaps as ``(B, L)`` (from ``(L,)`` or ``(B, L)``); their values are checked by ``_check_values``."""
+    if integration_timesteps is None:
+        return None
+    tau = real_like(integration_timesteps, "integration_timesteps", dtype, device)
+    if tuple(tau.shape) == (L,):
+        return tau.expand(Bsz, L)  # (B, L)
+    if tuple(tau.shape) != (Bsz, L):
+        raise ValueError(
+            f"integration_timesteps: expected shape ({L},) (L,) or ({Bsz}, {L}) (B, L), got {tuple(tau.shape)}"
+        )
+    return tau
+
+
+def _chunk(u, dt, A, B, C, tau, h, method: str):
+    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))``."""
+    T = u.shape[1]
+    A_bar, B_bar = discretize_diagonal(
+        A[None, None],  # (1, 1, D, N)
+        B[:, :, None, :],  # (B, T, 1, N)
+        dt,  # (B, T, D): one step per (token, channel) system
+        method,
+        integration_timesteps=None if tau is None else tau[:, :, None],  # (B, T, 1)
+        aligned_timesteps=True,
+    )  # A_bar, B_bar: (B, T, D, N)
+    Bu = B_bar * u[..., None]  # (B, T, D, N)
+    x, h_last = linear_scan(A_bar, Bu, h, backend="torch", chunk_size=max(T, 2))  # (B, T, D, N), (B, D, N)
+    y = torch.einsum("btdn,btn->btd", x, C)  # (B, T, D)
+    # a copy: the view h_last would keep the chunk's whole x (B, T, D, N) alive with the carried state
+    return y, h_last.clone()
+
+
+class _RecomputedChunk(torch.autograd.Function):
+    """``_chunk`` with its intermediates recomputed in backward (module docstring, Memory)."""
+
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C, tau, h, method):
+        ctx.method = method
+        ctx.save_for_backward(u, dt, A, B, C, tau, h)
+        with torch.no_grad():
+            return _chunk(u, dt, A, B, C, tau, h, method)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y, grad_h):
+        saved = ctx.saved_tensors  # u, dt, A, B, C, tau (or None), h
+        wanted = [need and x is not None for need, x in zip(ctx.needs_input_grad, saved)]
+        with torch.enable_grad():
+            inputs = [None if x is None else x.detach().requires_grad_(w) for x, w in zip(saved, wanted)]
+            y, h_last = _chunk(*inputs, ctx.method)  # recomputed: (B, T, D), (B, D, N)
+            targets = [x for x, w in zip(inputs, wanted) if w]
+            grads = iter(torch.autograd.grad((y, h_last), targets, (grad_y, grad_h), allow_unused=True))
+        return (*(next(grads) if w else None for w in wanted), None)
+
+
+def _differentiable_chunk(u, dt, A, B, C, tau, h, method):
+    """One chunk when gradients are needed: ``_chunk`` through ``_RecomputedChunk``."""
+    return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method)
+
+
+def selective_scan(
+    u,
+    dt,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    *,
+    method="mamba",
+    integration_timesteps=None,
+    initial_state=None,
+    return_state=False,
+    backend="auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+):
+    """Run Mamba's selective SSM (module docstring) over a batch of sequences, chunk by chunk.
+
+    Args:
+        u: ``(B, L, D)`` input tensor.
+        dt: ``(B, L, D)`` steps > 0, used as given.
+        A: ``(D, N)`` real continuous-time eigenvalues.
+        B, C: ``(B, L, N)`` input and output matrices of each token.
+        D: ``(D,)`` skip, or None.
+        z: ``(B, L, D)`` gate (the output is multiplied by SiLU(z)), or None.
+        method: a name in ``fast.DISCRETIZATIONS``.
+        integration_timesteps: event gaps ``(L,)`` or ``(B, L)``, >= 0 (> 0 for zoh, bilinear, mamba);
+            required by ``"async"``.
+        initial_state: ``(B, D, N)`` state before the first token (zeros when omitted).
+        return_state: also return the final state.
+        backend: ``"auto"`` | ``"torch"`` | ``"triton"``; ``"auto"`` and ``"torch"`` run this torch code,
+            ``"triton"`` raises the error of ``fast._checks.resolve_backend`` (no silent fallback).
+        chunk_size: steps per chunk T (>= 1); the result does not depend on it beyond rounding.
+
+    Returns:
+        ``y (B, L, D)``, or ``(y, state (B, D, N))`` when ``return_state``; in the precision of the inputs.
+    """
+    resolve_backend(backend, "selective_scan")
+    T = positive_int(chunk_size, "chunk_size")
+    u = tensor(u, "u", complex_ok=False)
+    if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
+        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
+    Bsz, L, Dch = u.shape
+    A = tensor(A, "A", complex_ok=False)
+    if A.ndim != 2 or A.shape[0] != Dch or A.shape[1] == 0:
+        raise ValueError(f"A: expected shape ({Dch}, N) (D, N) with N >= 1, got {tuple(A.shape)}")
+    N = A.shape[1]
+    dt = _check("dt", dt, (Bsz, L, Dch), "(B, L, D)")
+    B = _check("B", B, (Bsz, L, N), "(B, L, N)")
+    C = _check("C", C, (Bsz, L, N), "(B, L, N)")
+    D = None if D is None else _check("D", D, (Dch,), "(D,)")
+    z = None if z is None else _check("z", z, (Bsz, L, Dch), "(B, L, D)")
+    h = None if initial_state is None else _check("initial_state", initial_state, (Bsz, Dch, N), "(B, D, N)")
+    dtype = common_dtype(
+        {"u": u, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": h}, "selective_scan"
+    )
+    devices = {x.device for x in (u, dt, A, B, C, D, z, h) if x is not None}
+    if len(devices) > 1:
+        raise ValueError(f"selective_scan: the tensors must be on one device, got {sorted(map(str, devices))}")
+    if method not in DISCRETIZATIONS:
+        raise ValueError(f"method: unknown discretization {method!r}; expected one of {DISCRETIZATIONS}")
+    tau = _check_gaps(integration_timesteps, Bsz, L, dtype, u.device)  # (B, L) or None
+    if tau is not None and tau.device != u.device:
+        raise ValueError(f"integration_timesteps: device {tau.device} does not match u's {u.device}")
+    named = {"u": u, "A": A, "dt": dt, "B": B, "C": C, "D": D, "z": z, "initial_state": h}
+    _check_values({k: v for k, v in named.items() if v is not None}, dt, tau)
+    if h is None:
+        h = torch.zeros(Bsz, Dch, N, dtype=dtype, device=u.device)  # (B, D, N)
+
+    # Recompute each chunk in backward only when autograd would otherwise keep its (B, T, D, N) intermediates.
+    inputs = (u, dt, A, B, C, h) + (() if tau is None else (tau,))
+    keep_bounded = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+    # torch.split (not slicing in the loop): its backward assembles the chunks' gradients in one pass,
+    # where each slice's backward would write a full-length tensor (O(L^2 / T) work).
+    pieces = [x.split(T, dim=1) for x in (u, dt, B, C)]  # each: chunks of (B, T, ...)
+    tau_pieces = [None] * len(pieces[0]) if tau is None else tau.split(T, dim=1)
+    ys = []
+    for u_c, dt_c, B_c, C_c, tau_c in zip(*pieces, tau_pieces):
+        args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method)
+        if keep_bounded:
+            y_c, h = _differentiable_chunk(*args)  # (B, T, D), (B, D, N)
+        else:
+            y_c, h = _chunk(*args)  # (B, T, D), (B, D, N)
+        ys.append(y_c)
+    y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)  # (B, L, D)
+    if D is not None:
+        y = y + D * u  # (B, L, D)
+    if z is not None:
+        y = y * F.silu(z)  # (B, L, D)
+    return (y, h) if return_state else y

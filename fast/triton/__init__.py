@@ -1,10 +1,10 @@
 """Triton kernels for the two scans the fast models run on, forward and backward.
 
 * ``linear_scan(a, b, initial_state=None) -> (x, final_state)``: the diagonal recurrence
-  x_k = a_k * x_{k-1} + b_k, real or complex (S5, LRU, RG-LRU); ``fast.triton.linear_scan`` module.
+  x_k = a_k * x_{k-1} + b_k, real or complex (S5, LRU, RG-LRU); kernels in ``fast/triton/linear_scan.py``.
 * ``selective_scan(u, dt, A, B, C, D=None, z=None, *, method="mamba", integration_timesteps=None,
   initial_state=None, return_state=False)``: Mamba's selective SSM with the discretization done inside the
-  kernel, for every rule (mamba, zoh, bilinear, dirac, async); ``fast.triton.selective_scan`` module.
+  kernel, for every rule (mamba, zoh, bilinear, dirac, async); kernels in ``fast/triton/selective_scan.py``.
 
 Both take the arguments of their torch twins (``fast.ops``) and of the reference, walk along L in chunks with
 the state carried between chunks, and are differentiable (``torch.autograd.Function`` with Triton backward
@@ -37,6 +37,14 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in _TRUE
 
 
+def _installed(name: str) -> bool:
+    """Whether ``import name`` would find the package, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -49,10 +57,10 @@ def available() -> tuple[bool, str]:
     They can run when Triton is installed and either a CUDA device is present or ``TRITON_INTERPRET=1`` is set
     (Triton's CPU interpreter, which also needs NumPy). This function does not import Triton.
     """
-    if importlib.util.find_spec("triton") is None:
+    if not _installed("triton"):
         return False, f"Triton is not installed; to install it: {INSTALL_TRITON}"
     if interpreting():
-        if importlib.util.find_spec("numpy") is None:
+        if not _installed("numpy"):
             return False, "TRITON_INTERPRET=1 is set, but Triton's interpreter needs NumPy: pip install numpy"
         return True, "Triton interpreter on the CPU (TRITON_INTERPRET=1; slow, for tests)"
     if _cuda_available():
@@ -110,51 +118,54 @@ def bench_triton(
     dtype=None,
     torch_fn=None,
     backward: bool = True,
+    device: str = "cuda",
+    timer=None,
 ):
     """Time the Triton kernel of ``kind`` ("selective_scan" or "linear_scan") against ``torch_fn`` (the torch
-    path, same call signature) and the memory-bandwidth floor, on the current CUDA device.
+    path, same call signature) and the memory-bandwidth floor. For ``make bench``; the harness prints the rows.
 
-    The floor is the time to move the bytes the operation must read and write once (inputs in, outputs out,
-    at the device-to-device copy bandwidth measured here by ``torch.Tensor.copy_`` of a buffer of that size):
-    no kernel can beat it. Returns a list of dicts ``{"name", "ms", "floor_ms", "bytes"}`` for the harness
-    (``make bench``) to print; ``ms`` is the median of ``triton.testing.do_bench``.
+    The floor is the time to move once the bytes the operation must read and write (inputs in, outputs out;
+    with ``backward`` also the backward's reads and writes), at the bandwidth of a device-to-device copy of a
+    buffer of that size timed here: no kernel can beat it. Returns a list of dicts
+    ``{"name", "ms", "floor_ms", "bytes"}``; ``ms`` is what ``timer`` returns (default
+    ``triton.testing.do_bench``, milliseconds).
 
     Shapes: selective_scan ``u, dt, z (B, L, D)``, ``A (D, N)``, ``B, C (B, L, N)`` with D = ``width``;
-    linear_scan ``a, b (B, L, width)``. Requires a CUDA device (a benchmark under the interpreter would time
-    Python).
+    linear_scan ``a, b (B, L, width)``. Timings mean something only on a GPU (``device="cuda"``); another
+    ``device`` and ``timer`` exist so that the code can be exercised under the interpreter.
     """
     import torch
 
-    if interpreting() or not _cuda_available():
+    if device == "cuda" and (interpreting() or not _cuda_available()):
         raise RuntimeError("bench_triton: needs a CUDA device and TRITON_INTERPRET unset (timings of the GPU kernels)")
-    triton, _ = require_triton()
-    from triton.testing import do_bench
+    if timer is None:
+        require_triton()
+        from triton.testing import do_bench as timer
 
     dtype = torch.float32 if dtype is None else dtype
-    dev = "cuda"
-    gen = torch.Generator(device=dev).manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     Bsz, L, D, N = batch, length, width, d_state
 
     def rand(*shape):
-        return torch.randn(*shape, device=dev, dtype=dtype, generator=gen)
+        return torch.randn(*shape, device=device, dtype=dtype, generator=gen)
 
     if kind == "selective_scan":
-        u, z = rand(Bsz, L, D), rand(Bsz, L, D)
+        u, z = rand(Bsz, L, D), rand(Bsz, L, D)  # (B, L, D)
         dt = torch.nn.functional.softplus(rand(Bsz, L, D) - 4.0)  # (B, L, D), about 0.02
-        A = -torch.rand(D, N, device=dev, dtype=dtype, generator=gen) - 0.5  # (D, N)
-        Bm, Cm, Dv = rand(Bsz, L, N), rand(Bsz, L, N), rand(D)
+        A = -torch.rand(D, N, device=device, dtype=dtype, generator=gen) - 0.5  # (D, N)
+        Bm, Cm, Dv = rand(Bsz, L, N), rand(Bsz, L, N), rand(D)  # (B, L, N), (B, L, N), (D,)
         args = (u, dt, A, Bm, Cm, Dv, z)
-        moved = 4 * Bsz * L * D + 2 * Bsz * L * N + D * N + D  # elements read (u, dt, z, B, C, A, D) + y written
-        if backward:  # read again in the backward, plus dout in and du, ddt, dz, dB, dC out
-            moved += 3 * Bsz * L * D + 2 * Bsz * L * N + Bsz * L * D + 3 * Bsz * L * D + 2 * Bsz * L * N
+        moved = 4 * Bsz * L * D + 2 * Bsz * L * N  # read u, dt, z, B, C; write y
+        if backward:  # read u, dt, z, B, C, dout; write du, ddt, dz, dB, dC
+            moved += 4 * Bsz * L * D + 2 * Bsz * L * N + 3 * Bsz * L * D + 2 * Bsz * L * N
         fns = {"triton": selective_scan}
     elif kind == "linear_scan":
-        a = torch.rand(Bsz, L, D, device=dev, dtype=dtype, generator=gen) * 0.5 + 0.5  # (B, L, D)
-        b = rand(Bsz, L, D)
+        a = torch.rand(Bsz, L, D, device=device, dtype=dtype, generator=gen) * 0.5 + 0.5  # (B, L, D)
+        b = rand(Bsz, L, D)  # (B, L, D)
         args = (a, b)
-        moved = 3 * Bsz * L * D
-        if backward:
-            moved += 3 * Bsz * L * D + 2 * Bsz * L * D  # a, x, dx in; da, db out
+        moved = 3 * Bsz * L * D  # read a, b; write x
+        if backward:  # read a, x, dx; write da, db
+            moved += 5 * Bsz * L * D
         fns = {"triton": linear_scan}
     else:
         raise ValueError(f"kind: expected 'selective_scan' or 'linear_scan', got {kind!r}")
@@ -162,24 +173,19 @@ def bench_triton(
         fns["torch"] = torch_fn
 
     nbytes = moved * torch.empty((), dtype=dtype).element_size()
-    src = torch.empty(nbytes // 2 + 1, dtype=torch.uint8, device=dev)
+    src = torch.empty(max(1, nbytes // 2), dtype=torch.uint8, device=device)  # a copy reads and writes it
     dst = torch.empty_like(src)
-    copy_ms = do_bench(lambda: dst.copy_(src))  # reads and writes nbytes in total
+    floor_ms = timer(lambda: dst.copy_(src))
     rows = []
     for name, fn in fns.items():
-        if backward:
-            leaves = [x.detach().requires_grad_() for x in args]
+        leaves = [x.detach().requires_grad_(backward) for x in args]
 
-            def step(fn=fn, leaves=leaves):
+        def run(fn=fn, leaves=leaves):
+            with torch.set_grad_enabled(backward):
                 out = fn(*leaves)
                 out = out[0] if isinstance(out, tuple) else out
-                out.sum().backward()
+                if backward:
+                    out.sum().backward()
 
-        else:
-
-            def step(fn=fn):
-                with torch.no_grad():
-                    fn(*args)
-
-        rows.append({"name": f"{kind} {name}", "ms": do_bench(step), "floor_ms": copy_ms, "bytes": nbytes})
+        rows.append({"name": f"{kind} {name}", "ms": timer(run), "floor_ms": floor_ms, "bytes": nbytes})
     return rows

@@ -162,7 +162,8 @@ def _linear_scan_bwd_kernel(
         h0_re = tl.zeros([BLOCK_F], dtype=g_re.dtype)
         h0_im = tl.zeros([BLOCK_F], dtype=g_re.dtype)
 
-    for c in range(NUM_CHUNKS - 1, -1, -1):
+    for i in range(0, NUM_CHUNKS):
+        c = NUM_CHUNKS - 1 - i  # last chunk first
         t = c * CHUNK + rows  # (T,)
         ok = (t < L)[:, None] & lane_ok[None, :]  # (T, BLOCK_F)
         next_ok = (t + 1 < L)[:, None] & lane_ok[None, :]  # a_{t+1} exists
@@ -214,14 +215,15 @@ def _linear_scan_bwd_kernel(
 
 @functools.cache
 def _kernels():
-    """Import Triton and compile the kernels of this module (once)."""
+    """Import Triton and compile the kernels of this module (once). As in ``fast.triton.selective_scan``, the
+    small device function ``_row`` runs as plain Python under the interpreter (a nested jit call is slow there)."""
     global triton, tl, _combine, _combine_complex, _row, _linear_scan_fwd_kernel, _linear_scan_bwd_kernel
-    from fast.triton import require_triton
+    from fast.triton import interpreting, require_triton
 
     triton, tl = require_triton()
-    _combine = triton.jit(_combine)
+    _combine = triton.jit(_combine)  # tl.associative_scan takes jit functions
     _combine_complex = triton.jit(_combine_complex)
-    _row = triton.jit(_row)
+    _row = _row if interpreting() else triton.jit(_row)
     _linear_scan_fwd_kernel = triton.jit(_linear_scan_fwd_kernel)
     _linear_scan_bwd_kernel = triton.jit(_linear_scan_bwd_kernel)
     return _linear_scan_fwd_kernel, _linear_scan_bwd_kernel
@@ -343,7 +345,7 @@ def linear_scan(a, b, initial_state=None, *, chunk_size: int | None = None, bloc
     Bsz, L = b.shape[:2]
     F = math.prod(b.shape[2:])  # independent lanes
     block = _power_of_two(
-        min(DEFAULT_BLOCK_SIZE, triton_next_power_of_2(F)) if block_size is None else block_size, "block_size", 1
+        min(DEFAULT_BLOCK_SIZE, _next_power_of_2(F)) if block_size is None else block_size, "block_size", 1
     )
     a_flat = a.to(dtype).expand(shape).reshape(Bsz, L, F).contiguous()  # (B, L, F)
     b_flat = b.to(dtype).reshape(Bsz, L, F).contiguous()  # (B, L, F)
@@ -352,6 +354,6 @@ def linear_scan(a, b, initial_state=None, *, chunk_size: int | None = None, bloc
     return x.reshape(shape), final.reshape(state_shape)
 
 
-def triton_next_power_of_2(n: int) -> int:
+def _next_power_of_2(n: int) -> int:
     """The smallest power of two >= n (as ``triton.next_power_of_2``, without importing Triton)."""
     return 1 << max(0, (int(n) - 1).bit_length())

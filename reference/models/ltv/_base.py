@@ -27,6 +27,7 @@ __all__ = [
     "LTVModel",
     "causal_depthwise_conv1d",
     "check_sequence",
+    "check_frozen_token",
     "check_step_input",
     "check_timesteps",
     "gelu_tanh",
@@ -89,6 +90,19 @@ def check_timesteps(integration_timesteps, batch: int, length: int | None, *, al
     if not allow_zero and np.any(tau == 0):
         raise ValueError(f"integration_timesteps: a zero gap is not allowed here{why_not_zero}")
     return np.array(tau, dtype=np.float64)
+
+
+def check_frozen_token(u, width: int, t, integration_timesteps, *, allow_zero: bool, why_not_zero=""):
+    """Arguments of ``frozen_system``: one sequence ``u (L, width)``, a token index ``0 <= t < L`` and the
+    gaps ``(L,)`` (or None). Returns ``u (1, L, width)``, ``t`` and the gaps ``(1, L)`` or None."""
+    u = as_array(u, "u", complex_ok=False)
+    if u.ndim != 2 or u.shape[1] != width or u.shape[0] == 0:
+        raise ValueError(f"u: expected one sequence of shape (L, {width}) with L >= 1, got {u.shape}")
+    L = u.shape[0]
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < L:
+        raise ValueError(f"t: expected an integer token index in [0, {L}) (L = len(u)), got {t!r}")
+    tau = check_timesteps(integration_timesteps, 1, L, allow_zero=allow_zero, why_not_zero=why_not_zero)
+    return u[None], int(t), tau
 
 
 def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):

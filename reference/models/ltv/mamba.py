@@ -63,12 +63,14 @@ from reference.init import log_uniform, softplus, softplus_inverse
 from reference.models.ltv._base import (
     LTVModel,
     causal_depthwise_conv1d,
+    check_frozen_token,
     check_sequence,
     check_step_input,
     check_timesteps,
     silu,
 )
 from reference.models.ltv.selective_scan import selective_scan
+from reference.response import DiscreteSSM
 
 __all__ = ["Mamba", "MambaParams", "MambaState"]
 
@@ -247,6 +249,40 @@ class Mamba(LTVModel):
         if unbatched:
             out, new_state = out[0], MambaState(new_state.conv_state[0], new_state.ssm_state[0])
         return (out, new_state) if return_state else out
+
+    def frozen_system(self, u, t: int, *, integration_timesteps=None) -> DiscreteSSM:
+        """The SSM core as it acts at token ``t`` of ``u``, frozen into an LTI system (for plots, teaching).
+
+        The selection makes Mamba time-varying: dt, B_t and C_t change with every token. Holding token t's
+        values fixed for all time gives the LTI system
+            s_k = A_bar_t s_{k-1} + B_bar_t x_k,    y_k = C_t s_k + D x_k
+        from the SSM input x (after the convolution and SiLU, D channels) to the SSM output before the
+        SiLU(z) gate and out_proj, with (A_bar_t, B_bar_t) = discretize(A, B_t, dt_t) by the model's rule
+        (and token t's gap). Its first step is exactly what ``forward`` does at token t.
+
+        ``u (L, H)`` is one sequence, run from the zero state (as ``forward`` without ``initial_state``);
+        ``integration_timesteps (L,)`` its gaps. Returns a ``DiscreteSSM`` with a diagonal A_bar of D*N
+        entries (entry d*N + n is state n of channel d, the layout of ``ssm_state``), B_bar ``(D*N, D)``,
+        C ``(D, D*N)`` (channel d reads its own N states with C_t), D = diag(D), readout "plain".
+        """
+        u, t, tau = check_frozen_token(u, self.d_model, t, integration_timesteps, allow_zero=True)  # u (1, L, H)
+        p, D, N = self.params, self.d_inner, self.d_state
+        x = (u @ p.in_proj_weight.T)[..., :D]  # (1, L, D)
+        x_conv, _ = causal_depthwise_conv1d(x, p.conv1d_weight.T, p.conv1d_bias)  # (1, L, D): zero history
+        dt, B_t, C_t = self._selection(silu(x_conv[0, t]))  # (D,), (N,), (N,)
+        A = -np.exp(p.A_log)  # (D, N)
+        A_bar, B_bar = discretize_diagonal(
+            A,  # (D, N)
+            np.broadcast_to(B_t, (D, N)),  # (D, N): B_t is shared by the channels
+            dt,  # (D,): one step per channel
+            self.discretization,
+            integration_timesteps=None if tau is None else tau[0, t : t + 1],  # (1,): token t's gap
+            aligned_timesteps=True,
+        )  # (D, N) each
+        eye = np.eye(D)
+        B_full = (B_bar[:, :, None] * eye[:, None, :]).reshape(D * N, D)  # (D*N, D): state (d, n) reads x_d
+        C_full = (eye[:, :, None] * C_t).reshape(D, D * N)  # (D, D*N): y_d reads the states of channel d
+        return DiscreteSSM(A_bar.reshape(D * N), B_full, C_full, np.diag(p.D), "plain")
 
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state`` a ``MambaState``, ``integration_timesteps (B,)``.

@@ -78,12 +78,14 @@ from reference.init import softplus
 from reference.models.ltv._base import (
     LTVModel,
     causal_depthwise_conv1d,
+    check_frozen_token,
     check_sequence,
     check_step_input,
     check_timesteps,
     gelu_tanh,
     sigmoid,
 )
+from reference.response import DiscreteSSM
 from reference.scan import linear_scan
 
 __all__ = ["RGLRU", "RGLRUParams", "RGLRUState"]
@@ -308,6 +310,44 @@ class RGLRU(LTVModel):
         if unbatched:
             out, new_state = out[0], RGLRUState(*(s[0] for s in new_state))
         return (out, new_state) if return_state else out
+
+    def frozen_system(self, u, t: int, *, integration_timesteps=None, segment_pos=None) -> DiscreteSSM:
+        """The RG-LRU as it acts at token ``t`` of ``u``, frozen into an LTI system (for plots, teaching).
+
+        The gates make the RG-LRU time-varying: a_t = a^{c r_t} and the input weight sqrt(1 - a_t^2) i_t
+        change with every token. Holding token t's values fixed gives the LTI system
+            h_k = a_t h_{k-1} + (sqrt(1 - a_t^2) i_t) x_k,    y_k = h_k
+        from the RG-LRU input x (after linear_x and the convolution, D channels) to its output h (before
+        the product with the GELU branch). At a document start (segment_pos == 0 with ``segment_reset``)
+        a_t = 0 and the weight is i_t, as in ``forward``. Its first step is exactly what ``forward`` does
+        at token t.
+
+        ``u (L, H)`` is one sequence, run from the zero state (as ``forward`` without ``initial_state``);
+        ``integration_timesteps (L,)`` and ``segment_pos (L,)`` as in ``forward``. Returns a
+        ``DiscreteSSM`` with diagonal A_bar ``(D,)``, B_bar = diag(weight) ``(D, D)``, C = I, D = 0,
+        readout "plain".
+        """
+        u, t, tau = check_frozen_token(
+            u, self.d_model, t, integration_timesteps, allow_zero=False, why_not_zero=_ZERO_GAP
+        )  # u (1, L, H), tau (1, L) or None
+        L, p, W = u.shape[1], self.params, self.conv1d_width
+        seg = self._segment_positions(segment_pos, 1, L, np.zeros(1, dtype=np.int64))  # (1, L)
+        reset = self._resets(seg)  # (1, L)
+        doc_start = None
+        if self.segment_reset:
+            last_reset = np.maximum.accumulate(np.where(reset, np.arange(L), -1), axis=1)  # (1, L)
+            doc_start = np.where(last_reset >= 0, W - 1 + last_reset, 0)  # (1, L) in the padded frame
+        x = u @ p.linear_x_weight.T + p.linear_x_bias  # (1, L, D)
+        x, _ = causal_depthwise_conv1d(x, p.conv_1d_weight, p.conv_1d_bias, None, doc_start)  # (1, L, D)
+        x_t = x[0, t]  # (D,)
+        gate_x = sigmoid(self._block_diagonal(x_t, p.input_gate_weight, p.input_gate_bias))  # (D,): i_t
+        log_a, _ = self._gates(x_t, None if tau is None else tau[0, t])  # (D,)
+        if reset[0, t]:
+            a, weight = np.zeros(self.lru_width), gate_x  # (D,) each: a document start
+        else:
+            a, weight = np.exp(log_a), np.sqrt(-np.expm1(2.0 * log_a)) * gate_x  # (D,) each
+        D = self.lru_width
+        return DiscreteSSM(a, np.diag(weight), np.eye(D), np.zeros((D, D)), "plain")
 
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state`` an ``RGLRUState``, ``integration_timesteps (B,)`` gaps > 0.

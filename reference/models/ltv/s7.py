@@ -65,7 +65,14 @@ import numpy as np
 from reference._checks import as_array, positive_int
 from reference.discretization import discretize_diagonal
 from reference.init import log_uniform, nplr_legs, softplus, softplus_inverse
-from reference.models.ltv._base import LTVModel, check_sequence, check_step_input, check_timesteps
+from reference.models.ltv._base import (
+    LTVModel,
+    check_frozen_token,
+    check_sequence,
+    check_step_input,
+    check_timesteps,
+)
+from reference.response import DiscreteSSM
 from reference.scan import linear_scan
 
 __all__ = ["S7", "S7Params"]
@@ -224,6 +231,25 @@ class S7(LTVModel):
         if unbatched:
             y, final_state = y[0], final_state[0]
         return (y, final_state) if return_state else y
+
+    def frozen_system(self, u, t: int, *, integration_timesteps=None) -> DiscreteSSM:
+        """The SSM as it acts at token ``t`` of ``u``, frozen into an LTI system (for plots, teaching).
+
+        The selection makes S7 time-varying: dt_t, B_t and C_t are functions of the token u_t. Holding
+        token t's values fixed gives the LTI system
+            x_k = a_bar_t x_{k-1} + gamma_t B_t u_k,    y_k = 2 Re(C_t x_k) + D u_k   (Re without conj_sym)
+        with (a_bar_t, gamma_t) from the model's rule (and token t's gap). Its first step is exactly what
+        ``forward`` does at token t. ``u (L, H)`` is one sequence; ``integration_timesteps (L,)`` its gaps
+        (only token t's values matter: S7's selection reads the current token only).
+
+        Returns a ``DiscreteSSM`` with diagonal A_bar ``(P_loc,)``, B_bar ``(P_loc, H)``, C ``(H, P_loc)``,
+        D = diag(D), readout "2re" (conj_sym) or "re".
+        """
+        u, t, tau = check_frozen_token(u, self.d_model, t, integration_timesteps, allow_zero=True)  # u (1, L, H)
+        dt, B_t, C_t = self._selection(u[0, t])  # (P,), (P, H), (H, P)
+        a_bar, B_bar = self._discretize(dt, B_t, None if tau is None else tau[0, t])  # (P,), (P, H)
+        readout = "2re" if self.conj_sym else "re"
+        return DiscreteSSM(a_bar, B_bar, C_t, np.diag(self.params.D), readout)
 
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state (B, P_loc)``, ``integration_timesteps (B,)``.

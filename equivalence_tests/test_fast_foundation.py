@@ -117,14 +117,16 @@ def test_fast_linear_scan_gradients_match_finite_differences(kind):
     assert torch.autograd.gradcheck(lambda a, b, x0: fast.ops.linear_scan(a, b, x0, chunk_size=2), inputs)
 
 
-def test_fast_linear_scan_backends_auto_and_torch_agree_and_triton_is_refused():
+def test_fast_linear_scan_backends_agree_and_fft_conv_has_no_triton_kernel():
     a, b, x0 = (_t(v, "float64") for v in _scan_inputs(1, 2, 9, (3,), "complex"))
-    x_auto, f_auto = fast.ops.linear_scan(a, b, x0)
+    x_auto, f_auto = fast.ops.linear_scan(a, b, x0)  # CPU tensors: "auto" is torch
     x_torch, f_torch = fast.ops.linear_scan(a, b, x0, backend="torch")
     assert torch.equal(x_auto, x_torch) and torch.equal(f_auto, f_torch)
-    with pytest.raises(NotImplementedError, match="Triton kernels are not part of this build"):
-        fast.ops.linear_scan(a, b, x0, backend="triton")
-    with pytest.raises(NotImplementedError, match="Triton kernels are not part of this build"):
+    x_triton, f_triton = fast.ops.linear_scan(a, b, x0, backend="triton")  # the interpreter here (conftest)
+    x_ref, f_ref = reference.linear_scan(*(v.numpy() for v in (a, b, x0)))
+    assert_close(x_triton, x_ref, "float64", "states (triton)")
+    assert_close(f_triton, f_ref, "float64", "final state (triton)")
+    with pytest.raises(ValueError, match="backend: fft_conv has no Triton kernel"):
         fast.ops.fft_conv(
             torch.ones(1, 3, 2, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64), backend="triton"
         )
@@ -375,7 +377,7 @@ loaded = "triton" in sys.modules
 try:
     fast.ops.linear_scan(torch.ones(1, 3, 2), torch.ones(1, 3, 2), backend="triton")
     message = None
-except NotImplementedError as exc:
+except RuntimeError as exc:
     message = str(exc)
 x, _ = fast.ops.linear_scan(torch.ones(1, 3, 2), torch.ones(1, 3, 2))
 print(json.dumps({"triton_loaded": loaded, "message": message, "x": x[0, :, 0].tolist()}))
@@ -392,8 +394,36 @@ def test_import_fast_works_without_triton_and_triton_backend_says_what_to_instal
     assert result["triton_loaded"] is False
     assert result["x"] == [1.0, 2.0, 3.0]
     assert result["message"] is not None
-    assert "not part of this build" in result["message"]
+    assert "Triton is not installed" in result["message"]
     assert 'pip install -c constraints.txt -e ".[triton]"' in result["message"]
+
+
+_NO_DEVICE = r"""
+import json
+import torch
+import fast.models, fast.ops
+messages = []
+for call in (lambda: fast.ops.linear_scan(torch.ones(1, 3, 2), torch.ones(1, 3, 2), backend="triton"),
+             lambda: fast.models.Mamba(2, backend="triton")):
+    try:
+        call()
+        messages.append(None)
+    except RuntimeError as exc:
+        messages.append(str(exc))
+print(json.dumps(messages))
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where no CUDA device is visible")
+def test_triton_backend_without_a_gpu_or_the_interpreter_says_why():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_DEVICE], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    for message in json.loads(out.stdout.strip().splitlines()[-1]):
+        assert message is not None and "no CUDA device is visible and TRITON_INTERPRET is not set" in message
 
 
 # ------------------------------------------------------------------------------------------------

@@ -296,6 +296,39 @@ def test_ltv_model_fast_torch_gradients_match_finite_differences(name, method, s
     assert torch.autograd.gradcheck(run, (u.requires_grad_(), *params))
 
 
+@pytest.mark.parametrize(
+    ("name", "method", "segment_reset"), GRAD_CASES, ids=[f"{n}-{m}-reset_{r}" for n, m, r in GRAD_CASES]
+)
+def test_ltv_model_fast_triton_matches_reference(name, method, segment_reset):
+    """backend="triton" (Mamba: the fused selective scan; RG-LRU, S7: the diagonal scan kernel, run by the
+    interpreter on this CPU): output and final state == the reference, gradients == the torch backend's."""
+    ref, u, kwargs = _tiny(name, None if name == "RGLRU" else method, segment_reset)
+    model = FAST[name].from_reference(ref, backend="triton")
+    torch_model = FAST[name].from_reference(ref, backend="torch")
+    if name == "Mamba":
+        model.scan_chunk_size = torch_model.scan_chunk_size = 2  # L = 5: three chunks, the last one short
+    rng = np.random.default_rng(5)  # the initial state: where the reference is after a 3-step prefix
+    prefix_tau = rng.uniform(0.2, 2.0, size=3) if "integration_timesteps" in kwargs else None
+    _, state0 = ref.forward(rng.normal(size=(1, 3, ref.d_model)), integration_timesteps=prefix_tau, return_state=True)
+    ref_kwargs = {k: v.numpy() for k, v in kwargs.items()}
+    y_ref, state_ref = ref.forward(u.numpy(), initial_state=state0, return_state=True, **ref_kwargs)
+    kwargs["initial_state"] = _state_t(state0, "float64")
+    u = u.requires_grad_()
+    y, state = model(u, return_state=True, **kwargs)
+    assert_close(y, y_ref, "float64", f"{name} {method} output (triton)")
+    assert_states_close(state, state_ref, "float64", f"{name} {method} final state (triton)")
+
+    weights = torch.tensor(np.random.default_rng(3).normal(size=y.shape))
+    grads = {}
+    for which, m in (("triton", model), ("torch", torch_model)):
+        u.grad = None
+        y, _ = m(u, return_state=True, **kwargs)
+        (y * weights).sum().backward()
+        grads[which] = [u.grad.clone()] + [torch.zeros_like(p) if p.grad is None else p.grad for p in m.parameters()]
+    for pname, g, g_torch in zip(["u"] + [n for n, _ in model.named_parameters()], grads["triton"], grads["torch"]):
+        assert_close(g, g_torch.numpy(), "float64", f"{name} {method} gradient of {pname} (triton vs torch)")
+
+
 # ------------------------------------------------------------------------------------------------
 # parameters: exact copies, state_dict round trip
 # ------------------------------------------------------------------------------------------------

@@ -218,15 +218,22 @@ def test_fast_selective_scan_without_gradients_builds_no_graph_and_equals_the_re
 # ------------------------------------------------------------------------------------------------
 
 
-def test_fast_selective_scan_backends_auto_and_torch_agree_and_triton_is_refused():
+def test_fast_selective_scan_backends_agree_and_triton_refuses_what_it_lacks():
     args, tau, x0 = random_problem(1, 2, 9, 3, 2, "async")
     targs = {k: _t(v, "float64") for k, v in args.items()}
     kw = dict(method="async", integration_timesteps=_t(tau, "float64"), initial_state=_t(x0, "float64"))
-    y_auto = fast.ops.selective_scan(**targs, **kw)
+    y_auto = fast.ops.selective_scan(**targs, **kw)  # CPU tensors: "auto" is torch
     y_torch = fast.ops.selective_scan(**targs, **kw, backend="torch")
     assert torch.equal(y_auto, y_torch)
-    with pytest.raises(NotImplementedError, match="selective_scan.*Triton kernels are not part of this build"):
-        fast.ops.selective_scan(**targs, **kw, backend="triton")
+    y_triton, state = fast.ops.selective_scan(**targs, **kw, backend="triton", return_state=True)  # interpreter
+    y_ref, state_ref = reference.selective_scan(
+        **args, method="async", integration_timesteps=tau, initial_state=x0, return_state=True
+    )
+    assert_close(y_triton, y_ref, "float64", "output (triton)")
+    assert_close(state, state_ref, "float64", "final state (triton)")
+    f32 = {k: v.to(torch.bfloat16) for k, v in targs.items()}
+    with pytest.raises(ValueError, match="backend: selective_scan has no Triton kernel.*float32 or float64"):
+        fast.ops.selective_scan(**f32, method="mamba", backend="triton")
     with pytest.raises(ValueError, match="backend"):
         fast.ops.selective_scan(**targs, **kw, backend="cuda")
 

@@ -8,14 +8,9 @@ also be Python numbers or NumPy arrays; those are converted to the working preci
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 BACKENDS = ("auto", "torch", "triton")
-
-_INSTALL_TRITON = 'pip install -c constraints.txt -e ".[triton]"'
-
 
 def tensor(x, name: str, *, complex_ok: bool = True) -> torch.Tensor:
     """``x`` itself, after checking that it is a floating-point (or complex) torch tensor."""
@@ -113,29 +108,35 @@ def broadcast(shapes: dict[str, tuple], what: str) -> torch.Size:
         raise ValueError(f"{what}: shapes do not broadcast ({desc})") from None
 
 
-def _triton_importable() -> bool:
-    """Whether ``import triton`` could find the package, without importing it."""
-    try:
-        return importlib.util.find_spec("triton") is not None
-    except (ImportError, ValueError):
-        return False
+def resolve_backend(backend, what: str, tensors=(), *, no_kernel: str | None = None) -> str:
+    """The backend that runs ``what``: ``"torch"`` or ``"triton"`` (DESIGN.md §3).
 
+    * ``"torch"``: the torch code, on any device.
+    * ``"triton"``: the Triton kernels. Refused with a ``ValueError`` when ``what`` has no kernel
+      (``no_kernel`` says why), and with a ``RuntimeError`` that says why and what to install when the
+      kernels cannot run in this process (Triton missing; no CUDA device and ``TRITON_INTERPRET`` unset).
+      Never a silent fallback to torch: a caller (or a test) that asked for Triton gets Triton or an error.
+    * ``"auto"``: Triton when ``what`` has a kernel, one of ``tensors`` is on a CUDA device and the kernels
+      can run; torch otherwise (CPU tensors run torch even under the interpreter, which is for tests).
 
-def resolve_backend(backend, what: str) -> str:
-    """The backend that runs ``what``: ``"torch"`` for now.
-
-    ``"auto"`` is torch today; once the Triton kernels exist it will pick Triton for CUDA tensors and
-    torch otherwise. ``"triton"`` raises: the kernels are not part of this build yet, and there is no
-    silent fallback to torch that would hide this from a caller (or a test) that asked for Triton.
+    ``tensors`` are the call's tensors (``None`` entries are skipped); the Triton module is looked up only
+    when needed, and Triton itself is never imported here.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
     if backend == "triton":
-        message = (
-            f"{what}: backend='triton' was requested, but the Triton kernels are not part of this build yet; "
-            "use backend='torch' (or 'auto', which runs torch)"
-        )
-        if not _triton_importable():
-            message += f". Triton is also not installed; to install it: {_INSTALL_TRITON}"
-        raise NotImplementedError(message)
-    return "torch"
+        if no_kernel is not None:
+            raise ValueError(f"backend: {what} has no Triton kernel ({no_kernel}); use backend='torch' or 'auto'")
+        from fast.triton import available
+
+        ok, why = available()
+        if not ok:
+            raise RuntimeError(f"{what}: backend='triton' was requested, but the Triton kernels cannot run here: {why}")
+        return "triton"
+    if no_kernel is not None or not any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors):
+        return "torch"
+    from fast.triton import available
+
+    return "triton" if available()[0] else "torch"

@@ -56,10 +56,11 @@ def _prepare(u, K):
 def fft_conv(u, K, *, backend: str = "auto"):
     """Causal convolution of ``u (B, L, H_in)`` with ``K`` through the FFT; returns ``(B, L, H_out)``.
 
-    ``u`` and ``K`` share one precision; the output is complex if either is. ``backend`` as in
-    ``fast.ops.linear_scan`` (only torch exists in this build).
+    ``u`` and ``K`` share one precision; the output is complex if either is. ``backend``: ``"auto"`` and
+    ``"torch"`` run ``torch.fft`` (cuFFT on a GPU, the right tool for a long convolution); there is no
+    Triton FFT kernel, so ``"triton"`` raises a ``ValueError`` saying so.
     """
-    resolve_backend(backend, "fft_conv")
+    resolve_backend(backend, "fft_conv", no_kernel="the FFT convolution runs on torch.fft, cuFFT on a GPU")
     u, K = _prepare(u, K)
     L = u.shape[1]
     n = _next_fast_len(L + K.shape[0] - 1)

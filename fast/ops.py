@@ -8,12 +8,13 @@
   initial_state=None, return_state=False, backend="auto")``: the selective SSM of Mamba with the
   reference's arguments plus ``backend``, chunked over time (``fast.selective_scan``).
 
-Backends: ``"torch"`` runs the torch code; ``"triton"`` will run the Triton kernels, which are not part
-of this build yet, so asking for it raises ``NotImplementedError`` (with the install command when
-Triton itself is missing); ``"auto"`` runs torch today and, once the kernels exist, will choose Triton
-for CUDA tensors and torch otherwise. There is no silent fallback from one backend to another.
+Backends (``fast._checks.resolve_backend``): ``"torch"`` runs the torch code; ``"triton"`` runs the Triton
+kernels of ``fast.triton`` (``linear_scan``, ``selective_scan``), and raises a ``RuntimeError`` that says why and
+what to install where they cannot run, or a ``ValueError`` where the call has no kernel (``fft_conv``; a
+precision or discretization the kernel lacks); ``"auto"`` picks Triton for CUDA tensors the kernel can take and
+torch otherwise. There is no silent fallback from a requested backend to another.
 
-This module never imports triton: kernels will import it lazily, inside the function that launches them.
+This module never imports triton: the kernels import it lazily, inside the function that launches them.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ __all__ = ["linear_scan", "DEFAULT_CHUNK_SIZE"]
 #: Steps per chunk of the intra-chunk doubling scan (log2(64) = 6 rounds per level).
 DEFAULT_CHUNK_SIZE = 64
 
+#: The precisions the Triton kernel ``fast.triton.linear_scan`` runs in.
+TRITON_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
 
 def _doubling_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inclusive Hillis-Steele scan over axis -2 of ``(..., T, F)`` tensors: (running decay, state from 0).
@@ -72,25 +75,24 @@ def _scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, T: int) -> torch.T
     return x.reshape(Bsz, C * T, F)[:, :L]
 
 
-def linear_scan(a, b, initial_state=None, *, backend: str = "auto", chunk_size: int = DEFAULT_CHUNK_SIZE):
+def linear_scan(a, b, initial_state=None, *, backend: str = "auto", chunk_size: int | None = None):
     """The recurrence x_k = a_k * x_{k-1} + b_k as a chunked parallel scan (module docstring).
 
     Args:
         a: ``(B, L, ...)`` decays (may have size-1 axes that broadcast against ``b``).
         b: ``(B, L, ...)`` inputs; real or complex, of the precision of ``a``.
         initial_state: ``(B, ...)``, the state before step 0 (zeros if omitted).
-        backend: ``"auto"`` | ``"torch"`` | ``"triton"``. Only the torch scan exists in this build:
-            ``"auto"`` runs it (once Triton kernels exist, ``"auto"`` will choose them for CUDA tensors),
-            ``"triton"`` raises ``NotImplementedError`` saying so.
-        chunk_size: steps per chunk T (>= 2) of the intra-chunk doubling scan; the result does not
-            depend on it beyond rounding.
+        backend: ``"auto"`` | ``"torch"`` | ``"triton"``. ``"torch"`` runs the scan of this module;
+            ``"triton"`` the kernel ``fast.triton.linear_scan`` (an error says why when it cannot run here);
+            ``"auto"`` picks Triton for CUDA tensors of a precision the kernel has, torch otherwise
+            (``fast._checks.resolve_backend``).
+        chunk_size: steps per chunk; the result does not depend on it beyond rounding. ``None``: the
+            backend's default (torch: ``DEFAULT_CHUNK_SIZE``, any integer >= 2; Triton: a power of two).
 
     Returns:
         ``(x, final_state)`` with ``x (B, L, ...)`` and ``final_state = x[:, -1]`` ``(B, ...)``; the dtype
         is the common dtype of the inputs (complex if any is complex).
     """
-    resolve_backend(backend, "linear_scan")
-    T = positive_int(chunk_size, "chunk_size", minimum=2)
     a = tensor(a, "a")
     b = tensor(b, "b")
     if b.ndim < 2 or b.shape[1] == 0:
@@ -108,6 +110,12 @@ def linear_scan(a, b, initial_state=None, *, backend: str = "auto", chunk_size: 
         if tuple(initial_state.shape) != state_shape:
             raise ValueError(f"initial_state: expected shape {state_shape} (B, ...), got {tuple(initial_state.shape)}")
     dtype = common_dtype({"a": a, "b": b, "initial_state": initial_state}, "linear_scan")
+    no_kernel = None if dtype in TRITON_DTYPES else f"its kernel runs in float32/float64 (real or complex), got {dtype}"
+    if resolve_backend(backend, "linear_scan", (a, b, initial_state), no_kernel=no_kernel) == "triton":
+        from fast.triton import linear_scan as triton_linear_scan
+
+        return triton_linear_scan(a, b, initial_state, chunk_size=chunk_size)
+    T = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size", minimum=2)
 
     Bsz, L = b.shape[:2]
     F = math.prod(b.shape[2:])  # independent lanes

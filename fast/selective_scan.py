@@ -65,6 +65,9 @@ from fast.scan import linear_scan
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "selective_scan"]
 
+#: The discretizations the fused Triton kernel implements (``fast.triton.selective_scan.METHODS``).
+TRITON_METHODS = ("mamba", "zoh", "bilinear", "dirac", "async")
+
 #: Steps per chunk: each chunk holds a few (B, T, D, N) tensors; longer chunks mean fewer Python iterations.
 DEFAULT_CHUNK_SIZE = 64
 
@@ -165,7 +168,7 @@ def selective_scan(
     initial_state=None,
     return_state=False,
     backend="auto",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
 ):
     """Run Mamba's selective SSM (module docstring) over a batch of sequences, chunk by chunk.
 
@@ -181,15 +184,16 @@ def selective_scan(
             required by ``"async"``.
         initial_state: ``(B, D, N)`` state before the first token (zeros when omitted).
         return_state: also return the final state.
-        backend: ``"auto"`` | ``"torch"`` | ``"triton"``; ``"auto"`` and ``"torch"`` run this torch code,
-            ``"triton"`` raises the error of ``fast._checks.resolve_backend`` (no silent fallback).
-        chunk_size: steps per chunk T (>= 1); the result does not depend on it beyond rounding.
+        backend: ``"auto"`` | ``"torch"`` | ``"triton"``. ``"torch"`` runs this module's code; ``"triton"``
+            the fused kernel ``fast.triton.selective_scan`` (an error says why when it cannot run here, or
+            when the call is outside what the kernel implements: another discretization or precision);
+            ``"auto"`` picks Triton for CUDA tensors the kernel can take, torch otherwise.
+        chunk_size: steps per chunk; the result does not depend on it beyond rounding. ``None``: the
+            backend's default (torch: ``DEFAULT_CHUNK_SIZE``, any integer >= 1; Triton: a power of two).
 
     Returns:
         ``y (B, L, D)``, or ``(y, state (B, D, N))`` when ``return_state``; in the precision of the inputs.
     """
-    resolve_backend(backend, "selective_scan")
-    T = positive_int(chunk_size, "chunk_size")
     u = tensor(u, "u", complex_ok=False)
     if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
         raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
@@ -217,6 +221,20 @@ def selective_scan(
         raise ValueError(f"integration_timesteps: device {tau.device} does not match u's {u.device}")
     named = {"u": u, "A": A, "dt": dt, "B": B, "C": C, "D": D, "z": z, "initial_state": h}
     _check_values({k: v for k, v in named.items() if v is not None}, dt, tau)
+    if method not in TRITON_METHODS:
+        no_kernel = f"its kernel implements the discretizations {list(TRITON_METHODS)}, not {method!r}"
+    elif dtype not in (torch.float32, torch.float64):
+        no_kernel = f"its kernel runs in float32 or float64, got {dtype}"
+    else:
+        no_kernel = None
+    if resolve_backend(backend, "selective_scan", (u,), no_kernel=no_kernel) == "triton":
+        from fast.triton import selective_scan as triton_selective_scan
+
+        return triton_selective_scan(
+            u, dt, A, B, C, D, z, method=method, integration_timesteps=integration_timesteps,
+            initial_state=h, return_state=return_state, chunk_size=chunk_size,
+        )
+    T = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
     if h is None:
         h = torch.zeros(Bsz, Dch, N, dtype=dtype, device=u.device)  # (B, D, N)
 

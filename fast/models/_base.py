@@ -26,6 +26,8 @@ class FastModel(nn.Module):
     """Base class of the fast models. Subclasses set ``reference_class`` and implement ``forward``/``step``."""
 
     reference_class: ClassVar[type]
+    #: Why the model has no Triton path (``backend="triton"`` is then refused), or None when it has one.
+    no_triton: ClassVar[str | None] = None
 
     def __init__(self, d_model: int, d_state: int | None = None, discretization: str | None = None, *,
                  seed: int = 0, backend: str = "auto", **options):
@@ -48,7 +50,8 @@ class FastModel(nn.Module):
         return model
 
     def _copy_from(self, reference_model, backend: str) -> None:
-        resolve_backend(backend, f"{type(self).__name__}.backend")  # validates; refuses what cannot run
+        # validates the name; refuses "triton" where the model has no kernel or Triton cannot run here
+        resolve_backend(backend, type(self).__name__, no_kernel=self.no_triton)
         self.backend = backend
         self.d_model = reference_model.d_model
         self.d_state = getattr(reference_model, "d_state", None)
@@ -84,6 +87,10 @@ class FastModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def resolved_backend(self, *tensors) -> str:
+        """What runs a call on ``tensors``: ``"torch"`` or ``"triton"`` (``fast._checks.resolve_backend``)."""
+        return resolve_backend(self.backend, type(self).__name__, tensors, no_kernel=self.no_triton)
 
     def check_input(self, u, name: str = "u") -> torch.Tensor:
         """``u`` as a ``(B, L, H)`` or ``(L, H)`` tensor of the module's dtype and device (no silent cast)."""

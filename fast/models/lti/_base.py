@@ -35,6 +35,11 @@ batched matrix product ``(w * outer) @ inner^T`` of shape ``(I, T)`` per group, 
 sum is the transposed product. Memory is O(L + sqrt(L) S) per group, and the rounding error of a
 power grows with T + I ~ 2 sqrt(L) products instead of L.
 
+Backends. ``"torch"`` (and ``"auto"`` on CPU tensors) runs the convolution above. ``"triton"`` (and
+``"auto"`` on CUDA tensors where Triton can run) runs the recurrence itself: B_bar u_k in lanes
+``(B, L, G, M)`` through the Triton diagonal scan kernel ``fast.triton.linear_scan``, then the readout --
+the scan path that S5 and LRU are defined by. S4's dense A_bar has no such path (``no_triton``).
+
 Caching. In training the kernel is computed on the fly, so that gradients reach the parameters. In
 eval mode, when no gradient can reach a parameter (``torch.no_grad()``, ``torch.inference_mode()`` or
 frozen parameters), the discrete system and the kernels (one per length, the last few lengths) are
@@ -308,6 +313,9 @@ class FastLTIModel(FastModel):
                 initial_state = initial_state[None]
         x0 = self._check_state(initial_state, u.shape[0], "initial_state")  # (B, S) or None
         sys = self.system()
+        if self.resolved_backend(u) == "triton":
+            y, xL = self._scan_lanes(sys, u, x0)  # (B, L, H), (B, S)
+            return (y[0] if unbatched else y) if not return_state else ((y[0], xL[0]) if unbatched else (y, xL))
         y = self._convolve(sys, u)  # (B, L, H)
         if x0 is not None:
             y = y + self._free_response(sys, x0, u.shape[1])  # (B, L, H)
@@ -338,9 +346,9 @@ class FastLTIModel(FastModel):
         K = self._cached_kernel(sys, L, order)  # (L, H) / (L, G) / (L, H, H)
         if order == "states":
             v = _project(u, sys.P_in)  # (B, L, G)
-            y = _project(fft_conv(v, K, backend=self.backend), sys.P_out)  # (B, L, H)
+            y = _project(fft_conv(v, K), sys.P_out)  # (B, L, H)
         else:
-            y = fft_conv(u, K, backend=self.backend)  # (B, L, H)
+            y = fft_conv(u, K)  # (B, L, H)
         return y if sys.D is None else y + sys.D * u
 
     def _free_response(self, sys: LaneSystem, x0: torch.Tensor, L: int) -> torch.Tensor:
@@ -360,6 +368,23 @@ class FastLTIModel(FastModel):
         if x0 is not None:
             x = x + blocks[2] * x0.reshape(-1, G, M)  # (B, G, M)
         return x.reshape(-1, G * M)
+
+    def _scan_lanes(self, sys: LaneSystem, u: torch.Tensor, x0: torch.Tensor | None):
+        """The recurrence itself, every lane at once through the Triton diagonal scan kernel
+        (``backend="triton"``): ``y (B, L, H)`` and the final state ``(B, S)``."""
+        from fast.triton import linear_scan as triton_linear_scan
+
+        G, M = sys.a_bar.shape
+        Bsz = u.shape[0]
+        v = _project(u, sys.P_in)  # (B, L, G)
+        bu = sys.b * v[..., None]  # (B, L, G, M): B_bar u_k in lanes
+        x0 = None if x0 is None else x0.reshape(Bsz, G, M)  # (B, G, M)
+        x, xL = triton_linear_scan(sys.a_bar[None, None], bu, x0)  # (B, L, G, M), (B, G, M)
+        z = _project((sys.c * x).sum(-1), sys.P_out)  # (B, L, H)
+        y = sys.scale * z.real  # (B, L, H)
+        if sys.D is not None:
+            y = y + sys.D * u
+        return y, xL.reshape(Bsz, G * M)
 
     def _step(self, sys: LaneSystem, u_t: torch.Tensor, x: torch.Tensor):
         G, M = sys.a_bar.shape

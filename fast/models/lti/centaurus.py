@@ -126,10 +126,10 @@ class Centaurus(FastLTIModel):
         if order == "auto":
             y = self._convolve(sys, u)  # (B, L, H)
         elif order == "kernel":
-            y = fft_conv(u, self._cached_kernel(sys, L, "kernel"), backend=self.backend)  # (B, L, H)
+            y = fft_conv(u, self._cached_kernel(sys, L, "kernel"))  # (B, L, H)
         else:
             k = self._cached_kernel(sys, L, "states")  # (L, J')
             v = u if sys.P_in is None else u @ sys.P_in.T  # (B, L, J')
-            y = fft_conv(v, k, backend=self.backend)  # (B, L, J')
+            y = fft_conv(v, k)  # (B, L, J')
             y = y if sys.P_out is None else y @ sys.P_out.T  # (B, L, H)
         return y[0] if unbatched else y

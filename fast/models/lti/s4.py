@@ -92,11 +92,13 @@ class S4(FastLTIModel):
     """S4 (DPLR state matrix per channel, bilinear by default) as a ``torch.nn.Module``.
 
     Args: those of ``reference.models.S4`` (``d_model, d_state=64, discretization="bilinear", *, seed=0,
-    dt_min=1e-3, dt_max=1e-1, B_clip=2.0``) plus ``backend``. ``S4.from_reference(ref)`` copies a
-    reference model's parameters exactly.
+    dt_min=1e-3, dt_max=1e-1, B_clip=2.0``) plus ``backend``: ``"auto"`` and ``"torch"`` run the FFT
+    convolution; S4 has no Triton path (its A_bar is dense), so ``"triton"`` raises a ``ValueError``.
+    ``S4.from_reference(ref)`` copies a reference model's parameters exactly.
     """
 
     reference_class = _ReferenceS4
+    no_triton = "its A_bar is a dense (DPLR) matrix per channel, which the diagonal scan kernel cannot run"
     discretizations = _ReferenceS4.discretizations
     readout = "re"
 

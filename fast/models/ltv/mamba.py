@@ -28,8 +28,9 @@ State (``MambaState``, tensors): ``conv_state (B, D, W)``, the last W convolutio
 Discretization: ``"mamba"`` (default) or ``"zoh"``, ``"bilinear"``, ``"dirac"``, ``"async"``, through
 ``fast.ops.selective_scan`` (chunked over time: no ``(B, L, D, N)`` tensor) in ``forward`` and
 ``fast.discretize_diagonal`` in ``step``; ``integration_timesteps`` (tau) scales each token's step to
-dt * tau (``"async"``: the decay only). The attribute ``scan_chunk_size`` (default 64) sets the chunk of the
-selective scan; results do not depend on it beyond rounding. Deviations from the official code: those of
+dt * tau (``"async"``: the decay only). The attribute ``scan_chunk_size`` (default None: the backend's own
+default) sets the chunk of the selective scan; results do not depend on it beyond rounding. ``backend="triton"``
+runs the fused kernel ``fast.triton.selective_scan`` in ``forward``. Deviations from the official code: those of
 the reference.
 """
 
@@ -43,7 +44,6 @@ import torch.nn.functional as F
 import fast.ops
 from fast.discretization import discretize_diagonal
 from fast.models.ltv._base import LTVFastModel, causal_depthwise_conv1d, softplus
-from fast.selective_scan import DEFAULT_CHUNK_SIZE
 from reference.models.ltv.mamba import Mamba as ReferenceMamba
 
 __all__ = ["Mamba", "MambaState"]
@@ -92,7 +92,7 @@ class Mamba(LTVFastModel):
         self.dt_rank = reference_model.dt_rank
         self.expand = reference_model.expand
         #: steps per chunk of the selective scan in ``forward`` (a setting, not a parameter; see fast.selective_scan)
-        self.scan_chunk_size = DEFAULT_CHUNK_SIZE
+        self.scan_chunk_size = None
 
     # -- pieces shared by forward and step ------------------------------------------------------
     def _selection(self, x):

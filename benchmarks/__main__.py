@@ -15,7 +15,13 @@ Rows per model:
                 paper measures against
   fft floor     one torch.fft.rfft + irfft round trip of an input of the same size, the floor for an FFT
                 convolution (LTI); Centaurus "full" convolves H x H kernels and is compared with H floors
-Results: a table on stdout, benchmarks/results/results.csv and benchmarks/results/sweep.png.
+  fast triton   with a CUDA device and Triton: the same with backend="triton" (every model but S4)
+Triton kernels (with a CUDA device and Triton): ``fast.triton.bench_triton`` times the fused selective scan at
+the Mamba-block size of issue 6 (B=8, L=2048, D=1536, N=16) and the diagonal linear scan, forward and
+forward + backward, against the torch path and the memory-bandwidth floor (the bytes that must move, at the
+speed of a device-to-device copy); the ratio kernel / floor is printed. Without a GPU these rows are skipped,
+and the output says why.
+Results: a table on stdout, benchmarks/results/results.csv, kernels.csv and sweep.png.
 """
 
 from __future__ import annotations
@@ -30,6 +36,41 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 LTI = ["S4", "S4D", "S5", "LRU", "Centaurus"]
 LTV = ["Mamba", "RGLRU", "S7"]
+
+
+def triton_on_gpu() -> tuple[bool, str]:
+    """Whether the Triton kernels can be timed here (a CUDA device, Triton installed, no interpreter)."""
+    import torch
+
+    import fast.triton
+
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    if fast.triton.interpreting():
+        return False, "TRITON_INTERPRET is set (the interpreter times Python, not the kernels)"
+    return fast.triton.available()
+
+
+def kernel_rows(quick: bool) -> list[dict]:
+    """The Triton kernels against the torch path and the bandwidth floor (``fast.triton.bench_triton``)."""
+    import functools
+
+    import fast.ops
+    import fast.triton
+
+    shape = dict(batch=2, length=256, width=64, d_state=16) if quick else dict(batch=8, length=2048, width=1536,
+                                                                               d_state=16)
+    rows = []
+    for kind in ("selective_scan", "linear_scan"):
+        torch_fn = functools.partial(getattr(fast.ops, kind), backend="torch")
+        for backward in (False, True):
+            for r in fast.triton.bench_triton(kind, torch_fn=torch_fn, backward=backward, **shape):
+                r.update(shape, backward=backward, ratio=r["ms"] / r["floor_ms"])
+                rows.append(r)
+                print(f"{r['name']:24s} {'fwd+bwd' if backward else 'fwd':8s} B={shape['batch']} "
+                      f"L={shape['length']} D={shape['width']} N={shape['d_state']}  {r['ms']:9.3f} ms  "
+                      f"floor {r['floor_ms']:8.3f} ms  ratio {r['ratio']:6.2f}", flush=True)
+    return rows
 
 
 def sizes(name: str, quick: bool) -> dict:
@@ -72,10 +113,13 @@ def main(argv=None):
     L0 = 256 if args.quick else 1024
     sweep = args.lengths or ([256, 1024, 4096] if args.quick else [1024, 4096, 16384, 65536])
 
+    gpu_triton, why = triton_on_gpu()
+    impls = ("fast", "fast+backward", "sequential", "reference")
     rows = []
     for name in args.models:
         base = dict(model=name, L=L0, **sizes(name, args.quick))
-        for impl in ("fast", "fast+backward", "sequential", "reference"):
+        triton_impls = ("fast triton", "fast triton+backward") if gpu_triton and name != "S4" else ()
+        for impl in impls + triton_impls:
             rows.append(run_case({**base, "impl": impl}, args.timeout))
             print(_line(rows[-1]), flush=True)
         if name in LTI:
@@ -98,6 +142,16 @@ def main(argv=None):
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    print()
+    if gpu_triton:
+        kernels = kernel_rows(args.quick)
+        with open(RESULTS / "kernels.csv", "w", newline="") as f:
+            keys = ["name", "backward", "batch", "length", "width", "d_state", "ms", "floor_ms", "ratio", "bytes"]
+            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kernels)
+    else:
+        print(f"Triton rows skipped: {why}")
     print()
     print(_ratios(rows, L0))
     _plot(rows, RESULTS / "sweep.png")

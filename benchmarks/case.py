@@ -1,6 +1,8 @@
 """One benchmark case, run in its own process: ``python -m benchmarks.case '<json spec>'``.
 
 Prints one JSON line: the spec plus ``seconds`` (median forward time), ``peak_bytes`` and ``device``.
+``impl``: "fast", "fast+backward" (backend torch), "fast triton", "fast triton+backward" (backend triton, on a
+CUDA device), "sequential" (a torch loop of ``step``), "reference" (NumPy), "fft floor".
 """
 
 from __future__ import annotations
@@ -71,9 +73,12 @@ def main():
     else:
         import fast.models
 
-        model = getattr(fast.models, name)(*args, seed=0, **options).to(device=device, dtype=torch.float32)
+        backend = "triton" if impl.startswith("fast triton") else "torch"
+        model = getattr(fast.models, name)(*args, seed=0, backend=backend, **options)
+        model = model.to(device=device, dtype=torch.float32)
         u = torch.from_numpy(u_np).to(device)
         device_name = str(device)
+        impl = impl.replace("fast triton", "fast")
         if impl == "fast":
             def run():
                 with torch.no_grad():

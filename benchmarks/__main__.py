@@ -119,15 +119,16 @@ def main(argv=None):
     for name in args.models:
         base = dict(model=name, L=L0, **sizes(name, args.quick))
         triton_impls = ("fast triton", "fast triton+backward") if gpu_triton and name != "S4" else ()
-        for impl in impls + triton_impls:
+        for impl in impls[:1] + (("fast eval",) if name in LTI else ()) + impls[1:] + triton_impls:
             rows.append(run_case({**base, "impl": impl}, args.timeout))
             print(_line(rows[-1]), flush=True)
         if name in LTI:
             rows.append(run_case({**base, "impl": "fft floor"}, args.timeout))
             print(_line(rows[-1]), flush=True)
-        if name == "Centaurus":  # "full" convolves H x H kernels: its own line, against H fft floors
-            rows.append(run_case({**base, "impl": "fast", "options": {"mode": "full"}}, args.timeout))
-            print(_line(rows[-1]), flush=True)
+        if name == "Centaurus":  # "full" convolves H x H kernels: its own lines, against H fft floors
+            for impl in ("fast", "fast eval"):
+                rows.append(run_case({**base, "impl": impl, "options": {"mode": "full"}}, args.timeout))
+                print(_line(rows[-1]), flush=True)
         for L in sweep:
             if L == L0:
                 continue
@@ -174,22 +175,23 @@ def _ratios(rows, L0) -> str:
                 return r["seconds"]
         return None
 
-    out = [f"Ratios at L = {L0} (this run):"]
+    out = [f"Ratios at L = {L0} (this run; 'fast' is training mode, 'eval' eval mode with the kernel cached):"]
     for r in rows:
-        if r["impl"] != "fast" or r["L"] != L0 or not r.get("seconds"):
+        if r["impl"] not in ("fast", "fast eval") or r["L"] != L0 or not r.get("seconds"):
             continue
         m = r["model"]
         full = r.get("options", {}).get("mode") == "full"
+        label = m + ("/full" if full else "") + (" eval" if r["impl"] == "fast eval" else "")
         seq, ref, floor = t(m, "sequential"), t(m, "reference"), t(m, "fft floor")
         parts = []
-        if seq and not full:
+        if seq and not full and r["impl"] == "fast":
             parts.append(f"sequential loop / fast = {seq / r['seconds']:.1f}x")
-        if ref and not full:
+        if ref and not full and r["impl"] == "fast":
             parts.append(f"reference / fast = {ref / r['seconds']:.1f}x")
         if floor:
             factor = r["H"] if full else 1
             parts.append(f"fast / (fft floor x {factor}) = {r['seconds'] / (floor * factor):.2f}")
-        out.append(f"  {m + ('/full' if full else ''):15s} " + "; ".join(parts))
+        out.append(f"  {label:20s} " + "; ".join(parts))
     return "\n".join(out)
 
 

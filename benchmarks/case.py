@@ -1,8 +1,9 @@
 """One benchmark case, run in its own process: ``python -m benchmarks.case '<json spec>'``.
 
 Prints one JSON line: the spec plus ``seconds`` (median forward time), ``peak_bytes`` and ``device``.
-``impl``: "fast", "fast+backward" (backend torch), "fast triton", "fast triton+backward" (backend triton, on a
-CUDA device), "sequential" (a torch loop of ``step``), "reference" (NumPy), "fft floor".
+``impl``: "fast" (training mode), "fast eval" (eval mode: LTI kernels cached), "fast+backward" (backend
+torch); "fast triton", "fast triton+backward" (backend triton, on a CUDA device); "sequential" (a torch loop
+of ``step``), "reference" (NumPy), "fft floor".
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def timed(fn, device, budget: float = 5.0, min_reps: int = 3) -> float:
 def model_args(spec):
     name, H, N = spec["model"], spec["H"], spec["N"]
     options = dict(spec.get("options", {}))
+    if options.get("mode") in ("dws", "full"):  # Centaurus: the state size follows from the mode
+        N = None
     if name == "Mamba":
         options.setdefault("expand", 2)
     if name == "RGLRU":
@@ -79,7 +82,13 @@ def main():
         u = torch.from_numpy(u_np).to(device)
         device_name = str(device)
         impl = impl.replace("fast triton", "fast")
-        if impl == "fast":
+        if impl == "fast":  # training mode: an LTI model computes its kernel in every call
+            def run():
+                with torch.no_grad():
+                    return model.forward(u)
+        elif impl == "fast eval":  # eval mode, no gradients: an LTI model's kernel is cached after the warm-up
+            model.eval()
+
             def run():
                 with torch.no_grad():
                     return model.forward(u)

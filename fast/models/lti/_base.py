@@ -216,13 +216,20 @@ class FastLTIModel(FastModel):
 
     def _order(self, sys, batch: int) -> str:
         """How ``forward`` contracts: "depthwise" (identity projections: a kernel (L, H)), "states"
-        (real projections: convolve the G group inputs, project out) or "kernel" (a full (L, H, H))."""
+        (real projections: convolve the G group inputs, project out), "lanes" (complex projections, S5 and
+        LRU: project in, convolve every lane with its complex kernel, project out, take the readout) or
+        "kernel" (a full (L, H, H)). "lanes" costs G complex convolutions where "kernel" costs H x H real
+        ones; Centaurus chooses between "states" and "kernel" by its official rule."""
         if sys.P_in is None and sys.P_out is None:
             return "depthwise"
+        if sys.P_in is not None and sys.P_out is not None and (sys.P_in.is_complex() or sys.P_out.is_complex()):
+            return "lanes"
         return "kernel"
 
     def _conv_kernel(self, sys, L: int, order: str) -> torch.Tensor:
         k = self._lane_kernels(sys, L)  # (G, L) complex
+        if order == "lanes":
+            return k.T  # (L, G) complex: the readout comes after the output projection
         if order in ("depthwise", "states"):
             return sys.scale * k.real.T  # (L, G)
         P_in = _identity_if_none(sys.P_in, k)  # (G, H_in)
@@ -347,6 +354,9 @@ class FastLTIModel(FastModel):
         if order == "states":
             v = _project(u, sys.P_in)  # (B, L, G)
             y = _project(fft_conv(v, K), sys.P_out)  # (B, L, H)
+        elif order == "lanes":
+            v = _project(u, sys.P_in)  # (B, L, G) complex
+            y = sys.scale * _project(fft_conv(v, K), sys.P_out).real  # (B, L, H)
         else:
             y = fft_conv(u, K)  # (B, L, H)
         return y if sys.D is None else y + sys.D * u

@@ -29,7 +29,7 @@ import torch
 
 from fast.convolution import fft_conv
 from fast.discretization import discretize_diagonal
-from fast.models.lti._base import FastLTIModel, LaneSystem
+from fast.models.lti._base import FastLTIModel, LaneSystem, _project
 from reference.models.lti.s5 import S5 as _ReferenceS5
 
 __all__ = ["S5"]
@@ -119,8 +119,10 @@ class S5(FastLTIModel):
         if self.resolved_backend(u) == "triton":  # two scans: forward in time, and backward in time
             y = self._scan_lanes(forward_part, u, None)[0] + self._scan_lanes(reverse_part, u.flip(1), None)[0].flip(1)
             return y[0] if unbatched else y  # (B, L, H)
-        K_f = self._conv_kernel(forward_part, L, "kernel")  # (L, H, H)
-        K_r = self._conv_kernel(reverse_part, L, "kernel")  # (L, H, H)
-        y = fft_conv(u, K_f) + self.D * u  # (B, L, H)
-        y = y + fft_conv(u.flip(1), K_r).flip(1)  # (B, L, H)
+        K_f = self._conv_kernel(forward_part, L, "lanes")  # (L, P) complex
+        K_r = self._conv_kernel(reverse_part, L, "lanes")  # (L, P) complex
+        v = _project(u, forward_part.P_in)  # (B, L, P): B_bar u, read by both directions
+        z = _project(fft_conv(v, K_f), forward_part.P_out)  # (B, L, H)
+        z = z + _project(fft_conv(v.flip(1), K_r).flip(1), reverse_part.P_out)  # (B, L, H)
+        y = forward_part.scale * z.real + self.D * u  # (B, L, H)
         return y[0] if unbatched else y

@@ -88,6 +88,8 @@ def run_case(spec: dict, timeout: float) -> dict:
         )
     except subprocess.TimeoutExpired:
         return {**spec, "status": f"timeout>{timeout:.0f}s"}
+    if proc.returncode < 0:  # killed: on this machine the kernel's out-of-memory killer (signal 9)
+        return {**spec, "status": f"killed by signal {-proc.returncode}"}
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return {**spec, "status": f"error: {last}"}

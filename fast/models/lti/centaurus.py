@@ -94,6 +94,14 @@ class Centaurus(FastLTIModel):
         return LaneSystem(a_bar, gamma, E, P_in, P_out, None, 1.0)
 
     # -- kernels and contraction orders -----------------------------------------------------------
+    def _conv_kernel(self, sys, L: int, order: str) -> torch.Tensor:
+        if self.mode == "full" and order == "kernel":
+            # channel (d, c) is lane d*H + c: the (L, H, H) kernel is the lane kernels reshaped, with no
+            # contraction through the selection matrices (which would materialize an (L, H, H^2) tensor)
+            k = self._lane_kernels(sys, L)  # (H*H, L) complex
+            return sys.scale * k.real.T.reshape(L, self.d_model, self.d_model)  # (L, H_out, H_in)
+        return super()._conv_kernel(sys, L, order)
+
     def channel_kernels(self, L: int) -> torch.Tensor:
         """k_j[l] = sum_m E_jm Re(gamma_jm a_bar_jm^l), one kernel per state channel: ``(L, J')``."""
         L = positive_int(L, "L")

@@ -26,18 +26,16 @@ differentiates it directly. Memory is O(B L F) per doubling round.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from fast._checks import broadcast, common_dtype, positive_int, resolve_backend, tensor
 
-__all__ = ["linear_scan", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["linear_scan", "check_scan_args", "ScanArgs", "DEFAULT_CHUNK_SIZE"]
 
 #: Steps per chunk of the intra-chunk doubling scan (log2(64) = 6 rounds per level).
 DEFAULT_CHUNK_SIZE = 64
-
-#: The precisions the Triton kernel ``fast.triton.linear_scan`` runs in.
-TRITON_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def _doubling_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,6 +73,45 @@ def _scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, T: int) -> torch.T
     return x.reshape(Bsz, C * T, F)[:, :L]
 
 
+class ScanArgs(NamedTuple):
+    """The arguments of ``linear_scan`` once checked (shared with the Triton kernel's entry point)."""
+
+    a: torch.Tensor  # (B, L, ...) or with size-1 axes that broadcast against b
+    b: torch.Tensor  # (B, L, ...)
+    initial_state: torch.Tensor | None  # (B, ...)
+    shape: torch.Size  # the shape of b, and of the states
+    dtype: torch.dtype  # the common dtype of the three
+
+
+def check_scan_args(a, b, initial_state) -> ScanArgs:
+    """Check the arguments of ``linear_scan``: a ``ValueError`` names the argument and what was expected."""
+    a = tensor(a, "a")
+    b = tensor(b, "b")
+    if b.ndim < 2 or b.shape[1] == 0:
+        raise ValueError(f"b: expected shape (B, L, ...) with L >= 1, got {tuple(b.shape)}")
+    if a.ndim != b.ndim:
+        raise ValueError(
+            f"a: expected {b.ndim} axes to broadcast against b {tuple(b.shape)}, got shape {tuple(a.shape)}"
+        )
+    shape = broadcast({"a": a.shape, "b": b.shape}, "linear_scan")
+    if shape != b.shape:
+        raise ValueError(f"a: shape {tuple(a.shape)} would enlarge b {tuple(b.shape)}; give b its full shape")
+    state_shape = (b.shape[0],) + tuple(b.shape[2:])
+    if initial_state is not None:
+        initial_state = tensor(initial_state, "initial_state")
+        if tuple(initial_state.shape) != state_shape:
+            raise ValueError(f"initial_state: expected shape {state_shape} (B, ...), got {tuple(initial_state.shape)}")
+    dtype = common_dtype({"a": a, "b": b, "initial_state": initial_state}, "linear_scan")
+    return ScanArgs(a, b, initial_state, shape, dtype)
+
+
+def _why_no_kernel(dtype: torch.dtype) -> str | None:
+    """Why the Triton kernel cannot take this call, or None (its precisions: ``fast.triton.linear_scan.DTYPES``)."""
+    from fast.triton.linear_scan import DTYPES
+
+    return None if dtype in DTYPES else f"its kernel runs in float32/float64 (real or complex), got {dtype}"
+
+
 def linear_scan(a, b, initial_state=None, *, backend: str = "auto", chunk_size: int | None = None):
     """The recurrence x_k = a_k * x_{k-1} + b_k as a chunked parallel scan (module docstring).
 
@@ -93,28 +130,12 @@ def linear_scan(a, b, initial_state=None, *, backend: str = "auto", chunk_size: 
         ``(x, final_state)`` with ``x (B, L, ...)`` and ``final_state = x[:, -1]`` ``(B, ...)``; the dtype
         is the common dtype of the inputs (complex if any is complex).
     """
-    a = tensor(a, "a")
-    b = tensor(b, "b")
-    if b.ndim < 2 or b.shape[1] == 0:
-        raise ValueError(f"b: expected shape (B, L, ...) with L >= 1, got {tuple(b.shape)}")
-    if a.ndim != b.ndim:
-        raise ValueError(
-            f"a: expected {b.ndim} axes to broadcast against b {tuple(b.shape)}, got shape {tuple(a.shape)}"
-        )
-    shape = broadcast({"a": a.shape, "b": b.shape}, "linear_scan")
-    if shape != b.shape:
-        raise ValueError(f"a: shape {tuple(a.shape)} would enlarge b {tuple(b.shape)}; give b its full shape")
-    state_shape = (b.shape[0],) + tuple(b.shape[2:])
-    if initial_state is not None:
-        initial_state = tensor(initial_state, "initial_state")
-        if tuple(initial_state.shape) != state_shape:
-            raise ValueError(f"initial_state: expected shape {state_shape} (B, ...), got {tuple(initial_state.shape)}")
-    dtype = common_dtype({"a": a, "b": b, "initial_state": initial_state}, "linear_scan")
-    no_kernel = None if dtype in TRITON_DTYPES else f"its kernel runs in float32/float64 (real or complex), got {dtype}"
-    if resolve_backend(backend, "linear_scan", (a, b, initial_state), no_kernel=no_kernel) == "triton":
-        from fast.triton import linear_scan as triton_linear_scan
+    args = check_scan_args(a, b, initial_state)
+    a, b, initial_state, shape, dtype = args
+    if resolve_backend(backend, "linear_scan", (a, b, initial_state), no_kernel=_why_no_kernel(dtype)) == "triton":
+        from fast.triton.linear_scan import run_checked
 
-        return triton_linear_scan(a, b, initial_state, chunk_size=chunk_size)
+        return run_checked(args, chunk_size=chunk_size)
     T = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size", minimum=2)
 
     Bsz, L = b.shape[:2]

@@ -46,6 +46,8 @@ differentiable in every tensor argument; the rounding order of the scan differs 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -63,10 +65,7 @@ from fast._checks import (
 from fast.discretization import DISCRETIZATIONS, discretize_diagonal
 from fast.scan import linear_scan
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "selective_scan"]
-
-#: The discretizations the fused Triton kernel implements (``fast.triton.selective_scan.METHODS``).
-TRITON_METHODS = ("mamba", "zoh", "bilinear", "dirac", "async")
+__all__ = ["DEFAULT_CHUNK_SIZE", "SelectiveScanArgs", "check_selective_scan_args", "selective_scan"]
 
 #: Steps per chunk: each chunk holds a few (B, T, D, N) tensors; longer chunks mean fewer Python iterations but
 #: more doubling rounds (log2 T) over bigger tensors. Measured on the 2-core CPU (Mamba, B=8, L=1024, d_model=128,
@@ -156,6 +155,63 @@ def _differentiable_chunk(u, dt, A, B, C, tau, h, method):
     return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method)
 
 
+class SelectiveScanArgs(NamedTuple):
+    """The arguments of ``selective_scan`` once checked (shared with the Triton kernel's entry point)."""
+
+    u: torch.Tensor  # (B, L, D)
+    dt: torch.Tensor  # (B, L, D)
+    A: torch.Tensor  # (D, N)
+    B: torch.Tensor  # (B, L, N)
+    C: torch.Tensor  # (B, L, N)
+    D: torch.Tensor | None  # (D,)
+    z: torch.Tensor | None  # (B, L, D)
+    initial_state: torch.Tensor | None  # (B, D, N)
+    tau: torch.Tensor | None  # (B, L): the event gaps
+    dtype: torch.dtype  # the precision shared by all of them
+
+
+def check_selective_scan_args(
+    u, dt, A, B, C, D, z, method, integration_timesteps, initial_state
+) -> SelectiveScanArgs:
+    """Check the arguments of ``selective_scan``: shapes, one precision and one device, a known method, gaps
+    of shape ``(L,)`` or ``(B, L)`` (returned as ``(B, L)``), finite values, dt > 0, gaps >= 0. A
+    ``ValueError`` names the argument and what was expected."""
+    u = tensor(u, "u", complex_ok=False)
+    if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
+        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
+    Bsz, L, Dch = u.shape
+    A = tensor(A, "A", complex_ok=False)
+    if A.ndim != 2 or A.shape[0] != Dch or A.shape[1] == 0:
+        raise ValueError(f"A: expected shape ({Dch}, N) (D, N) with N >= 1, got {tuple(A.shape)}")
+    N = A.shape[1]
+    dt = _check("dt", dt, (Bsz, L, Dch), "(B, L, D)")
+    B = _check("B", B, (Bsz, L, N), "(B, L, N)")
+    C = _check("C", C, (Bsz, L, N), "(B, L, N)")
+    D = None if D is None else _check("D", D, (Dch,), "(D,)")
+    z = None if z is None else _check("z", z, (Bsz, L, Dch), "(B, L, D)")
+    h = None if initial_state is None else _check("initial_state", initial_state, (Bsz, Dch, N), "(B, D, N)")
+    named = {"u": u, "A": A, "dt": dt, "B": B, "C": C, "D": D, "z": z, "initial_state": h}
+    dtype = common_dtype(named, "selective_scan")
+    devices = {x.device for x in named.values() if x is not None}
+    if len(devices) > 1:
+        raise ValueError(f"selective_scan: the tensors must be on one device, got {sorted(map(str, devices))}")
+    if method not in DISCRETIZATIONS:
+        raise ValueError(f"method: unknown discretization {method!r}; expected one of {DISCRETIZATIONS}")
+    tau = _check_gaps(integration_timesteps, Bsz, L, dtype, u.device)  # (B, L) or None
+    if tau is not None and tau.device != u.device:
+        raise ValueError(f"integration_timesteps: device {tau.device} does not match u's {u.device}")
+    _check_values({k: v for k, v in named.items() if v is not None}, dt, tau)
+    return SelectiveScanArgs(u, dt, A, B, C, D, z, h, tau, dtype)
+
+
+def _why_no_kernel(dtype: torch.dtype, method: str) -> str | None:
+    """Why the fused Triton kernel cannot take this call, or None (``fast.triton.selective_scan.unsupported``)."""
+    from fast.triton.selective_scan import unsupported
+
+    why = unsupported(dtype, method)
+    return None if why is None else why[1]
+
+
 def selective_scan(
     u,
     dt,
@@ -196,46 +252,14 @@ def selective_scan(
     Returns:
         ``y (B, L, D)``, or ``(y, state (B, D, N))`` when ``return_state``; in the precision of the inputs.
     """
-    u = tensor(u, "u", complex_ok=False)
-    if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
-        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
+    args = check_selective_scan_args(u, dt, A, B, C, D, z, method, integration_timesteps, initial_state)
+    u, dt, A, B, C, D, z, h, tau, dtype = args
     Bsz, L, Dch = u.shape
-    A = tensor(A, "A", complex_ok=False)
-    if A.ndim != 2 or A.shape[0] != Dch or A.shape[1] == 0:
-        raise ValueError(f"A: expected shape ({Dch}, N) (D, N) with N >= 1, got {tuple(A.shape)}")
     N = A.shape[1]
-    dt = _check("dt", dt, (Bsz, L, Dch), "(B, L, D)")
-    B = _check("B", B, (Bsz, L, N), "(B, L, N)")
-    C = _check("C", C, (Bsz, L, N), "(B, L, N)")
-    D = None if D is None else _check("D", D, (Dch,), "(D,)")
-    z = None if z is None else _check("z", z, (Bsz, L, Dch), "(B, L, D)")
-    h = None if initial_state is None else _check("initial_state", initial_state, (Bsz, Dch, N), "(B, D, N)")
-    dtype = common_dtype(
-        {"u": u, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": h}, "selective_scan"
-    )
-    devices = {x.device for x in (u, dt, A, B, C, D, z, h) if x is not None}
-    if len(devices) > 1:
-        raise ValueError(f"selective_scan: the tensors must be on one device, got {sorted(map(str, devices))}")
-    if method not in DISCRETIZATIONS:
-        raise ValueError(f"method: unknown discretization {method!r}; expected one of {DISCRETIZATIONS}")
-    tau = _check_gaps(integration_timesteps, Bsz, L, dtype, u.device)  # (B, L) or None
-    if tau is not None and tau.device != u.device:
-        raise ValueError(f"integration_timesteps: device {tau.device} does not match u's {u.device}")
-    named = {"u": u, "A": A, "dt": dt, "B": B, "C": C, "D": D, "z": z, "initial_state": h}
-    _check_values({k: v for k, v in named.items() if v is not None}, dt, tau)
-    if method not in TRITON_METHODS:
-        no_kernel = f"its kernel implements the discretizations {list(TRITON_METHODS)}, not {method!r}"
-    elif dtype not in (torch.float32, torch.float64):
-        no_kernel = f"its kernel runs in float32 or float64, got {dtype}"
-    else:
-        no_kernel = None
-    if resolve_backend(backend, "selective_scan", (u,), no_kernel=no_kernel) == "triton":
-        from fast.triton import selective_scan as triton_selective_scan
+    if resolve_backend(backend, "selective_scan", (u,), no_kernel=_why_no_kernel(dtype, method)) == "triton":
+        from fast.triton.selective_scan import run_checked
 
-        return triton_selective_scan(
-            u, dt, A, B, C, D, z, method=method, integration_timesteps=integration_timesteps,
-            initial_state=h, return_state=return_state, chunk_size=chunk_size,
-        )
+        return run_checked(args, method, return_state=return_state, chunk_size=chunk_size)
     T = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
     if h is None:
         h = torch.zeros(Bsz, Dch, N, dtype=dtype, device=u.device)  # (B, D, N)
@@ -249,11 +273,11 @@ def selective_scan(
     tau_pieces = [None] * len(pieces[0]) if tau is None else tau.split(T, dim=1)
     ys = []
     for u_c, dt_c, B_c, C_c, tau_c in zip(*pieces, tau_pieces):
-        args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method)
+        chunk_args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method)
         if keep_bounded:
-            y_c, h = _differentiable_chunk(*args)  # (B, T, D), (B, D, N)
+            y_c, h = _differentiable_chunk(*chunk_args)  # (B, T, D), (B, D, N)
         else:
-            y_c, h = _chunk(*args)  # (B, T, D), (B, D, N)
+            y_c, h = _chunk(*chunk_args)  # (B, T, D), (B, D, N)
         ys.append(y_c)
     y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)  # (B, L, D)
     if D is not None:

@@ -39,9 +39,13 @@ import math
 
 import torch
 
-from fast._checks import broadcast, common_dtype, tensor
+from fast.scan import ScanArgs, check_scan_args
+from fast.triton._tiles import next_power_of_2, power_of_two
 
-__all__ = ["linear_scan", "DEFAULT_CHUNK_SIZE", "DEFAULT_BLOCK_SIZE"]
+__all__ = ["linear_scan", "run_checked", "DTYPES", "DEFAULT_CHUNK_SIZE", "DEFAULT_BLOCK_SIZE"]
+
+#: The precisions the kernels run in (complex ones as their real and imaginary parts).
+DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 #: Steps per chunk (rows of a tile). Untuned: no GPU was available when these kernels were written.
 DEFAULT_CHUNK_SIZE = 32
@@ -292,16 +296,11 @@ class LinearScanFunction(torch.autograd.Function):
 # ------------------------------------------------------------------------------------------------
 
 
-def _power_of_two(x, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or x < minimum or x & (x - 1):
-        raise ValueError(f"{name}: expected a power of two >= {minimum} (a Triton tile size), got {x!r}")
-    return x
-
-
 def linear_scan(a, b, initial_state=None, *, chunk_size: int | None = None, block_size: int | None = None):
     """The recurrence x_k = a_k * x_{k-1} + b_k with the Triton kernels (module docstring).
 
-    Same arguments and result as ``fast.scan.linear_scan`` / ``reference.linear_scan``:
+    Same arguments and result as ``fast.scan.linear_scan`` / ``reference.linear_scan``, checked by the same
+    code (``fast.scan.check_scan_args``):
 
     Args:
         a: ``(B, L, ...)`` decays (size-1 axes broadcast against ``b``).
@@ -314,29 +313,17 @@ def linear_scan(a, b, initial_state=None, *, chunk_size: int | None = None, bloc
         ``(x, final_state)``: ``x (B, L, ...)`` and ``final_state (B, ...)`` (= ``x[:, -1]``); differentiable
         in ``a``, ``b`` and ``initial_state``.
     """
+    return run_checked(check_scan_args(a, b, initial_state), chunk_size=chunk_size, block_size=block_size)
+
+
+def run_checked(args: ScanArgs, *, chunk_size: int | None = None, block_size: int | None = None):
+    """``linear_scan`` on arguments already checked by ``fast.scan.check_scan_args`` (the entry point of
+    ``fast.ops.linear_scan(..., backend="triton")``): only what is particular to the kernel is checked here."""
     from fast.triton import check_runnable
 
-    chunk = _power_of_two(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size", 2)
-    a = tensor(a, "a")
-    b = tensor(b, "b")
-    if b.ndim < 2 or b.shape[1] == 0:
-        raise ValueError(f"b: expected shape (B, L, ...) with L >= 1, got {tuple(b.shape)}")
-    if a.ndim != b.ndim:
-        raise ValueError(
-            f"a: expected {b.ndim} axes to broadcast against b {tuple(b.shape)}, got shape {tuple(a.shape)}"
-        )
-    shape = broadcast({"a": a.shape, "b": b.shape}, "linear_scan")
-    if shape != b.shape:
-        raise ValueError(f"a: shape {tuple(a.shape)} would enlarge b {tuple(b.shape)}; give b its full shape")
-    state_shape = (b.shape[0],) + tuple(b.shape[2:])
-    if initial_state is not None:
-        initial_state = tensor(initial_state, "initial_state")
-        if tuple(initial_state.shape) != state_shape:
-            raise ValueError(
-                f"initial_state: expected shape {state_shape} (B, ...), got {tuple(initial_state.shape)}"
-            )
-    dtype = common_dtype({"a": a, "b": b, "initial_state": initial_state}, "linear_scan")
-    if dtype not in (torch.float32, torch.float64, torch.complex64, torch.complex128):
+    a, b, initial_state, shape, dtype = args
+    chunk = power_of_two(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size", 2)
+    if dtype not in DTYPES:
         raise ValueError(
             f"linear_scan: the Triton kernels run in float32, float64, complex64 or complex128, got {dtype}"
         )
@@ -344,16 +331,11 @@ def linear_scan(a, b, initial_state=None, *, chunk_size: int | None = None, bloc
 
     Bsz, L = b.shape[:2]
     F = math.prod(b.shape[2:])  # independent lanes
-    block = _power_of_two(
-        min(DEFAULT_BLOCK_SIZE, _next_power_of_2(F)) if block_size is None else block_size, "block_size", 1
+    block = power_of_two(
+        min(DEFAULT_BLOCK_SIZE, next_power_of_2(F)) if block_size is None else block_size, "block_size", 1
     )
     a_flat = a.to(dtype).expand(shape).reshape(Bsz, L, F).contiguous()  # (B, L, F)
     b_flat = b.to(dtype).reshape(Bsz, L, F).contiguous()  # (B, L, F)
     h0 = None if initial_state is None else initial_state.to(dtype).reshape(Bsz, F).contiguous()  # (B, F)
     x, final = LinearScanFunction.apply(a_flat, b_flat, h0, chunk, block)  # (B, L, F), (B, F)
-    return x.reshape(shape), final.reshape(state_shape)
-
-
-def _next_power_of_2(n: int) -> int:
-    """The smallest power of two >= n (as ``triton.next_power_of_2``, without importing Triton)."""
-    return 1 << max(0, (int(n) - 1).bit_length())
+    return x.reshape(shape), final.reshape((Bsz,) + tuple(shape[2:]))

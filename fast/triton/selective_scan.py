@@ -60,9 +60,10 @@ import functools
 
 import torch
 
-from fast._checks import common_dtype, nonnegative, positive, real_like, tensor
+from fast.selective_scan import SelectiveScanArgs, check_selective_scan_args
+from fast.triton._tiles import next_power_of_2, power_of_two
 
-__all__ = ["selective_scan", "METHODS", "DEFAULT_CHUNK_SIZE", "DEFAULT_BLOCK_SIZE"]
+__all__ = ["selective_scan", "run_checked", "unsupported", "METHODS", "DEFAULT_CHUNK_SIZE", "DEFAULT_BLOCK_SIZE"]
 
 #: The rules the kernel implements, and their codes inside the kernels.
 METHODS = {"mamba": 0, "zoh": 1, "bilinear": 2, "dirac": 3, "async": 4}
@@ -407,10 +408,6 @@ def _kernels():
 # ------------------------------------------------------------------------------------------------
 
 
-def _block_n(N: int) -> int:
-    return 1 << max(0, (N - 1).bit_length())
-
-
 class SelectiveScanFunction(torch.autograd.Function):
     """``(y, final_state)`` of the selective scan on contiguous tensors of one real dtype, with the Triton
     backward. ``D``, ``z``, ``tau (B, L)`` and ``h0 (B, D, N)`` may be None."""
@@ -428,7 +425,7 @@ class SelectiveScanFunction(torch.autograd.Function):
         fwd[(Bsz, triton.cdiv(D, block))](
             u, dt, A, Bm, Cm, Dv, z, tau, h0, y, hN, hc, L, D, N, num_chunks,
             METHOD=METHODS[method], HAS_D=Dv is not None, HAS_Z=z is not None, HAS_TAU=tau is not None,
-            HAS_H0=h0 is not None, SAVE_STATES=save, CHUNK=chunk, BLOCK_D=block, BLOCK_N=_block_n(N),
+            HAS_H0=h0 is not None, SAVE_STATES=save, CHUNK=chunk, BLOCK_D=block, BLOCK_N=next_power_of_2(N),
         )  # fmt: skip
         ctx.save_for_backward(u, dt, A, Bm, Cm, Dv, z, tau, hc)
         ctx.method, ctx.chunk, ctx.block, ctx.has_h0 = method, chunk, block, h0 is not None
@@ -457,7 +454,7 @@ class SelectiveScanFunction(torch.autograd.Function):
             du, ddt, dz, dh0, dA_part, dD_part, dB_part, dC_part, dtau_part,
             Bsz, L, D, N, triton.cdiv(L, ctx.chunk),
             METHOD=METHODS[ctx.method], HAS_D=Dv is not None, HAS_Z=z is not None, HAS_TAU=tau is not None,
-            WANT_DTAU=want_dtau, CHUNK=ctx.chunk, BLOCK_D=block, BLOCK_N=_block_n(N),
+            WANT_DTAU=want_dtau, CHUNK=ctx.chunk, BLOCK_D=block, BLOCK_N=next_power_of_2(N),
         )  # fmt: skip
         dA = dA_part.sum(0)  # (D, N)
         dD = dD_part.sum(0) if dD_part is not None else None  # (D,)
@@ -471,17 +468,14 @@ class SelectiveScanFunction(torch.autograd.Function):
 # ------------------------------------------------------------------------------------------------
 
 
-def _shaped(x, name: str, shape: tuple, labels: str) -> torch.Tensor:
-    x = tensor(x, name, complex_ok=False)
-    if tuple(x.shape) != shape:
-        raise ValueError(f"{name}: expected shape {shape} {labels}, got {tuple(x.shape)}")
-    return x
-
-
-def _power_of_two(x, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or x < minimum or x & (x - 1):
-        raise ValueError(f"{name}: expected a power of two >= {minimum} (a Triton tile size), got {x!r}")
-    return x
+def unsupported(dtype: torch.dtype, method: str) -> tuple[str, str] | None:
+    """``(argument, reason)`` when the kernel cannot take a call of this precision and discretization, else None
+    (``fast.ops.selective_scan`` asks before it picks a backend)."""
+    if method not in METHODS:
+        return "method", f"the Triton kernel implements {list(METHODS)}, not {method!r}"
+    if dtype not in (torch.float32, torch.float64):
+        return "selective_scan", f"the Triton kernels run in float32 or float64, got {dtype}"
+    return None
 
 
 def selective_scan(
@@ -501,7 +495,8 @@ def selective_scan(
     block_size: int | None = None,
 ):
     """Mamba's selective SSM with the fused Triton kernels (module docstring); the arguments and results of
-    ``reference.selective_scan``.
+    ``reference.selective_scan``, checked by the code of the torch path
+    (``fast.selective_scan.check_selective_scan_args``) and then for what the kernel needs (``run_checked``).
 
     Args:
         u: ``(B, L, D)`` input; float32 or float64 (every tensor of a call shares the precision).
@@ -523,48 +518,31 @@ def selective_scan(
         ``y (B, L, D)``, or ``(y, final_state)`` when ``return_state``; differentiable in every tensor argument
         (``integration_timesteps`` included).
     """
+    args = check_selective_scan_args(u, dt, A, B, C, D, z, method, integration_timesteps, initial_state)
+    return run_checked(args, method, return_state=return_state, chunk_size=chunk_size, block_size=block_size)
+
+
+def run_checked(
+    args: SelectiveScanArgs, method: str, *, return_state=False, chunk_size: int | None = None,
+    block_size: int | None = None,
+):
+    """``selective_scan`` on arguments already checked by ``fast.selective_scan.check_selective_scan_args`` (the
+    entry point of ``fast.ops.selective_scan(..., backend="triton")``): only what is particular to the kernel is
+    checked here."""
     from fast.triton import check_runnable
 
-    chunk = _power_of_two(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size", 2)
-    block = _power_of_two(DEFAULT_BLOCK_SIZE if block_size is None else block_size, "block_size", 1)
-    u = tensor(u, "u", complex_ok=False)
-    if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
-        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
-    Bsz, L, Dch = u.shape
-    A = tensor(A, "A", complex_ok=False)
-    if A.ndim != 2 or A.shape[0] != Dch or A.shape[1] == 0:
-        raise ValueError(f"A: expected shape ({Dch}, N) (D, N) with N >= 1 and real values, got {tuple(A.shape)}")
-    N = A.shape[1]
-    dt = _shaped(dt, "dt", (Bsz, L, Dch), "(B, L, D)")
-    B = _shaped(B, "B", (Bsz, L, N), "(B, L, N)")
-    C = _shaped(C, "C", (Bsz, L, N), "(B, L, N)")
-    D = None if D is None else _shaped(D, "D", (Dch,), "(D,)")
-    z = None if z is None else _shaped(z, "z", (Bsz, L, Dch), "(B, L, D)")
-    h0 = None if initial_state is None else _shaped(initial_state, "initial_state", (Bsz, Dch, N), "(B, D, N)")
-    tensors = {"u": u, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": h0}
-    dtype = common_dtype(tensors, "selective_scan")
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"selective_scan: the Triton kernels run in float32 or float64, got {dtype}")
-    if method not in METHODS:
-        raise ValueError(f"method: the Triton kernel implements {list(METHODS)}, got {method!r}")
-    positive(dt, "dt")
-
-    tau = None
-    if integration_timesteps is not None:
-        tau = real_like(integration_timesteps, "integration_timesteps", dtype, u.device)
-        tau = nonnegative(tau, "integration_timesteps")
-        if tuple(tau.shape) == (L,):
-            tau = tau.expand(Bsz, L)  # (B, L)
-        elif tuple(tau.shape) != (Bsz, L):
-            raise ValueError(
-                f"integration_timesteps: expected shape ({L},) (L,) or ({Bsz}, {L}) (B, L), got {tuple(tau.shape)}"
-            )
+    u, dt, A, B, C, D, z, h0, tau, dtype = args
+    chunk = power_of_two(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size", 2)
+    block = power_of_two(DEFAULT_BLOCK_SIZE if block_size is None else block_size, "block_size", 1)
+    why = unsupported(dtype, method)
+    if why is not None:
+        raise ValueError(f"{why[0]}: {why[1]}")
+    if tau is not None:
         if method in _ZERO_GAP_DROPS_INPUT and bool((tau == 0).any()):
             raise ValueError(
                 f"integration_timesteps: a zero gap with method {method!r} makes B_bar = 0 and silently "
                 "drops that event's input; use 'async' or 'dirac' for simultaneous events"
             )
-        tensors["integration_timesteps"] = tau
     elif method == "async":
         raise ValueError("integration_timesteps: method 'async' needs the per-event gaps, shape (L,) or (B, L)")
     if method == "bilinear" and bool((A > 0).any()):
@@ -572,6 +550,8 @@ def selective_scan(
         s = dt if tau is None else dt * tau[..., None]  # (B, L, D)
         if bool((1.0 - s[..., None] * A / 2.0 == 0).any()):
             raise ValueError("bilinear: 1 - dt*lambda/2 = 0 for some eigenvalue (the map is singular there)")
+    tensors = {"u": u, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": h0,
+               "integration_timesteps": tau}  # fmt: skip
     check_runnable(tensors, "selective_scan")
 
     def c(x):

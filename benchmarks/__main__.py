@@ -116,12 +116,13 @@ def main(argv=None):
     sweep = args.lengths or ([256, 1024, 4096] if args.quick else [1024, 4096, 16384, 65536])
 
     gpu_triton, why = triton_on_gpu()
-    impls = ("fast", "fast+backward", "sequential", "reference")
     rows = []
     for name in args.models:
         base = dict(model=name, L=L0, **sizes(name, args.quick))
-        triton_impls = ("fast triton", "fast triton+backward") if gpu_triton and name != "S4" else ()
-        for impl in impls[:1] + (("fast eval",) if name in LTI else ()) + impls[1:] + triton_impls:
+        impls = ["fast"] + (["fast eval"] if name in LTI else []) + ["fast+backward", "sequential", "reference"]
+        if gpu_triton and name != "S4":  # S4 has no Triton path
+            impls += ["fast triton", "fast triton+backward"]
+        for impl in impls:
             rows.append(run_case({**base, "impl": impl}, args.timeout))
             print(_line(rows[-1]), flush=True)
         if name in LTI:

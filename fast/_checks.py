@@ -126,17 +126,16 @@ def resolve_backend(backend, what: str, tensors=(), *, no_kernel: str | None = N
         raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
     if backend == "torch":
         return "torch"
-    if backend == "triton":
-        if no_kernel is not None:
-            raise ValueError(f"backend: {what} has no Triton kernel ({no_kernel}); use backend='torch' or 'auto'")
-        from fast.triton import available
-
-        ok, why = available()
-        if not ok:
-            raise RuntimeError(f"{what}: backend='triton' was requested, but the Triton kernels cannot run here: {why}")
-        return "triton"
-    if no_kernel is not None or not any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors):
+    on_cuda = any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
+    if backend == "auto" and (no_kernel is not None or not on_cuda):
         return "torch"
+    if no_kernel is not None:
+        raise ValueError(f"backend: {what} has no Triton kernel ({no_kernel}); use backend='torch' or 'auto'")
     from fast.triton import available
 
-    return "triton" if available()[0] else "torch"
+    ok, why = available()
+    if backend == "auto":
+        return "triton" if ok else "torch"
+    if not ok:
+        raise RuntimeError(f"{what}: backend='triton' was requested, but the Triton kernels cannot run here: {why}")
+    return "triton"

@@ -321,14 +321,14 @@ class FastLTIModel(FastModel):
         x0 = self._check_state(initial_state, u.shape[0], "initial_state")  # (B, S) or None
         sys = self.system()
         if self.resolved_backend(u) == "triton":
-            y, xL = self._scan_lanes(sys, u, x0)  # (B, L, H), (B, S)
-            return (y[0] if unbatched else y) if not return_state else ((y[0], xL[0]) if unbatched else (y, xL))
-        y = self._convolve(sys, u)  # (B, L, H)
-        if x0 is not None:
-            y = y + self._free_response(sys, x0, u.shape[1])  # (B, L, H)
+            y, xL = self._scan_lanes(sys, u, x0)  # (B, L, H), (B, S): the scan ends in the final state
+        else:
+            y = self._convolve(sys, u)  # (B, L, H)
+            if x0 is not None:
+                y = y + self._free_response(sys, x0, u.shape[1])  # (B, L, H)
+            xL = self._final_state(sys, u, x0) if return_state else None  # (B, S)
         if not return_state:
             return y[0] if unbatched else y
-        xL = self._final_state(sys, u, x0)  # (B, S)
         return (y[0], xL[0]) if unbatched else (y, xL)
 
     def step(self, u_t, state, *, integration_timesteps=None):

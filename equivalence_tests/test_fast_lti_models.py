@@ -515,6 +515,62 @@ def test_fast_s4_step_linear_matches_reference_and_the_dense_step(data, seed, B,
     assert_close(model.c_tilde(5), ref.c_tilde(5), "float64", "S4 C_tilde")
 
 
+@given(data=st.data(), L=st.integers(1, 70), J=st.integers(1, 6))
+def test_fast_s4_c_tilde_and_cauchy_sums_match_reference(data, L, J):
+    """C_tilde by doubling on the digits of L (one matrix power per digit) == the reference's matrix power
+    for every L up to 70 (every pattern of binary digits up to 7 bits), and the paired Cauchy sums (one
+    fraction per conjugate pair, a matrix product over the modes) == the reference's term by term."""
+    from fast.models.lti.s4 import cauchy_conjugate_pairs
+    from reference.models.lti.s4 import cauchy_conjugate_pairs as reference_cauchy
+
+    ref, model = build(data.draw(model_specs("S4")))
+    assert_close(model.c_tilde(L), ref.c_tilde(L), "float64", f"S4 C_tilde L={L}")
+    rng = np.random.default_rng(L)
+    H, N2 = ref.d_model, ref.d_state // 2
+    v = rng.normal(size=(H, 3, N2)) + 1j * rng.normal(size=(H, 3, N2))
+    w = -np.exp(rng.normal(size=(H, N2))) + 1j * rng.normal(size=(H, N2))
+    z = 1j * np.tan(rng.uniform(-1.5, 1.5, size=J))  # the bilinear nodes lie on the imaginary axis
+    expected = np.stack([reference_cauchy(v[:, k], z, w) for k in range(3)], axis=1)  # (H, 3, J)
+    assert_close(cauchy_conjugate_pairs(to_t(v), to_t(z), to_t(w)), expected, "float64", "paired Cauchy sums")
+
+
+@pytest.mark.parametrize("log10_freq", [0.0, 5.0, 5.5, 6.0, 8.0])
+def test_fast_s4_bilinear_refuses_exactly_where_fast_discretize_does(log10_freq):
+    """The batched bilinear map skips the SVD where a norm bound proves the condition number is small; in
+    float32 it must still refuse exactly the channels ``fast.discretize`` (one channel, exact cond) refuses.
+    Channel 0 gets a mode at lambda ~ 0 and one at frequency 10^log10_freq, so cond(I - A / 2) ~
+    10^log10_freq / 2 against the float32 limit of about 1.9e5: 5.5 passes the exact test but not the
+    cheap bound, 6 and 8 are refused."""
+    from fast.discretization import discretize
+    from fast.models.lti.s4 import paired
+
+    ref = reference.models.S4(3, 4, seed=1)
+    model = fast.models.S4.from_reference(ref).to(torch.float32)
+    with torch.no_grad():
+        model.log_dt.zero_()  # dt = 1
+        model.log_A_real[0] = torch.tensor([-30.0, 0.0])  # lambda_0 = -1e-13
+        model.A_imag[0] = torch.tensor([0.0, 10.0**log10_freq])
+        model.P[0] = 0.0
+    A, B_f, dt = model.state_matrix(), paired(model.param("B")), torch.exp(model.log_dt)
+    refused = []
+    for h in range(3):
+        try:
+            discretize(A[h], B_f[h], dt[h], "bilinear")
+            refused.append(False)
+        except ValueError:
+            refused.append(True)
+    assert refused == [log10_freq >= 6.0, False, False]  # the cases cover both outcomes
+    if any(refused):
+        with pytest.raises(ValueError, match="bilinear: I - dt\\*A/2 is singular"):
+            model.discretized()
+    else:
+        A_bar, B_bar = model.discretized()
+        for h in range(3):
+            A_bar_h, B_bar_h = discretize(A[h], B_f[h], dt[h], "bilinear")
+            assert_close(A_bar[h], A_bar_h, "float32", f"A_bar channel {h}")
+            assert_close(B_bar[h], B_bar_h, "float32", f"B_bar channel {h}")
+
+
 @given(data=st.data(), seed=seeds, B=st.integers(1, 3), L=lengths, order=st.sampled_from(["auto", "kernel", "states"]))
 def test_fast_centaurus_contraction_orders_match_reference(data, seed, B, L, order):
     ref, model = build(data.draw(model_specs("Centaurus")))

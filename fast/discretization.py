@@ -25,7 +25,7 @@ Differences from the reference, all deliberate:
   which are converted);
 * everything is differentiable by autograd: dense zoh is ``torch.linalg.matrix_exp`` of the block
   matrix ``[[A, B], [0, 0]] dt`` (evaluated as a batch of two to avoid a torch accuracy bug, see
-  ``_matrix_exp``), dense bilinear two ``torch.linalg.solve`` calls, and the zoh
+  ``matrix_exp``), dense bilinear two ``torch.linalg.solve`` calls, and the zoh
   normalizer at lambda = 0 is written as dt + dt^2 lambda / 2 (its value and first derivative there)
   so that its gradient is right as well;
 * the dense bilinear map is refused when cond(I - dt A / 2) exceeds the reference's limit (1e14 in
@@ -220,15 +220,23 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
 # ------------------------------------------------------------------------------------------------
 
 
-def _matrix_exp(M: torch.Tensor) -> torch.Tensor:
-    """exp(M) of one square matrix, accurate to rounding.
+def cond_limit(dtype: torch.dtype) -> float:
+    """The largest cond(I - dt A / 2) the dense bilinear map accepts in this precision."""
+    return _COND_LIMIT_EPS / torch.finfo(real_dtype(dtype)).eps
+
+
+def matrix_exp(M: torch.Tensor) -> torch.Tensor:
+    """exp(M) of a square matrix ``(n, n)`` or a batch ``(H, n, n)``, accurate to rounding.
 
     Workaround: for a single matrix, ``torch.linalg.matrix_exp`` picks a Taylor degree from the norm,
     and its degree-8 branch has a wrong coefficient (pytorch/pytorch#196592; present in torch 2.13):
     for 1-norms around 0.01-0.05 the float64 result is off by ~1e-11. A batch of more than one matrix
-    always takes the highest-degree branch, which is accurate, so exponentiate two copies and keep one.
+    always takes the highest-degree branch, which is accurate, so a single matrix is exponentiated as
+    two copies.
     """
-    return torch.linalg.matrix_exp(M.expand(2, *M.shape))[0]  # (n, n)
+    if M.ndim == 3 and M.shape[0] > 1:
+        return torch.linalg.matrix_exp(M)  # (H, n, n)
+    return torch.linalg.matrix_exp(M.expand(2, *M.shape))[0]  # (n, n) or (1, n, n)
 
 
 def _discretize_dense(A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor, method: str):
@@ -243,18 +251,18 @@ def _discretize_dense(A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor, method
         # matrix_exp(dt [[A, B], [0, 0]]) = [[A_bar, B_bar], [0, I]]: exact, and valid for a singular A.
         top = torch.cat([dtA, dtB], dim=1)  # (N, N + H)
         M = torch.cat([top, torch.zeros(H, N + H, dtype=dtype, device=A.device)], dim=0)  # (N + H, N + H)
-        E = _matrix_exp(M)  # (N + H, N + H)
+        E = matrix_exp(M)  # (N + H, N + H)
         return E[:N, :N], E[:N, N:]
     if method == "bilinear":
         left = eye - dtA / 2.0  # (N, N)
         with torch.no_grad():
             cond = float(torch.linalg.cond(left))
-        if not cond <= _COND_LIMIT_EPS / torch.finfo(real_dtype(dtype)).eps:
+        if not cond <= cond_limit(dtype):
             raise ValueError("bilinear: I - dt*A/2 is singular (an eigenvalue with dt*lambda = 2)")
         A_bar = torch.linalg.solve(left, eye + dtA / 2.0)  # (N, N)
         B_bar = torch.linalg.solve(left, dtB)  # (N, H)
         return A_bar, B_bar
-    A_bar = _matrix_exp(dtA)  # (N, N)
+    A_bar = matrix_exp(dtA)  # (N, N)
     if method == "dirac":
         return A_bar, B.clone()
     if method == "mamba":

@@ -9,7 +9,7 @@ deviation are in the reference module's docstring; this module only runs the sam
 Each channel h is the full conjugate-paired system of real size N = ``d_state``:
 
     A_f = diag(Lambda_f) - P_f P_f^*,    Lambda_f = [Lambda, conj(Lambda)], ...      (N x N complex)
-    A_bar, B_bar = discretize(A_f, B_f, dt_h)        (dense: fast.discretize, one channel at a time)
+    A_bar, B_bar = discretize(A_f, B_f, dt_h)        (dense, the rules of fast.discretize, batched)
     y_h = Re(C_f x) + D_h u_h
 
 Kernel (``kernel(L)``, Algorithm 1): the generating function at the L-th roots of unity omega_j,
@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 
 from fast._checks import positive_int
-from fast.discretization import discretize
+from fast.discretization import cond_limit, matrix_exp
 from fast.models.lti._base import DiscreteSystem, FastLTIModel
 from reference.models.lti.s4 import S4 as _ReferenceS4
 
@@ -60,21 +60,45 @@ def paired(x: torch.Tensor) -> torch.Tensor:
 
 
 def cauchy_conjugate_pairs(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """sum_n [v_n / (z - w_n) + conj(v_n) / (z - conj(w_n))] for every node: ``(..., J)`` from
-    ``v, w (..., N/2)`` and ``z (J,)`` ([S4-code] ``cauchy_naive``)."""
-    v_f, w_f = paired(v), paired(w)  # (..., N)
-    return (v_f[..., None] / (z - w_f[..., None])).sum(-2)  # (..., J)
+    """sum_n [v_n / (z - w_n) + conj(v_n) / (z - conj(w_n))] for every node and every row of ``v``:
+    ``(..., K, J)`` from ``v (..., K, N/2)``, ``w (..., N/2)`` and ``z (J,)`` ([S4-code] ``cauchy_naive``).
+
+    Each conjugate pair is one fraction over the shared denominator (z - w_n)(z - conj(w_n)):
+
+        v / (z - w) + conj(v) / (z - conj(w)) = (2 Re(v) z - 2 Re(v conj(w))) / ((z - w)(z - conj(w))),
+
+    so the N/2 x J reciprocals are computed once for all K rows, and the sums over n are one real
+    matrix product. The denominator is a product of two differences (a complex product is accurate
+    relative to its modulus), not the expanded quadratic z^2 - 2 Re(w) z + |w|^2, which cancels when
+    |z| ~ |w|; at the bilinear nodes z is imaginary, so the numerator has no cancellation either.
+    """
+    R = 1.0 / ((z - w[..., None]) * (z - w.conj()[..., None]))  # (..., N/2, J)
+    alpha = 2.0 * v.real  # (..., K, N/2)
+    beta = -2.0 * (v * w.conj().unsqueeze(-2)).real  # (..., K, N/2)
+    coef = torch.cat([alpha, beta], dim=-2)  # (..., 2K, N/2) real
+    R_ri = torch.view_as_real(R).flatten(-2)  # (..., N/2, 2J): [Re, Im] interleaved
+    S = torch.view_as_complex((coef @ R_ri).unflatten(-1, (-1, 2)))  # (..., 2K, J)
+    K = v.shape[-2]
+    return z * S[..., :K, :] + S[..., K:, :]  # (..., K, J)
 
 
-def _geometric(A: torch.Tensor, L: int) -> torch.Tensor:
-    """S_L = sum_{l<L} A^l by doubling (S_2m = S_m + A^m S_m): ``(H, N, N)`` from ``A (H, N, N)``."""
-    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand(A.shape)  # (H, N, N)
-    S, P = eye, A  # S_1, A^1
-    for bit in bin(L)[3:]:  # the binary digits of L after the leading one
-        S, P = S + P @ S, P @ P  # S_2m, A^2m
+def _times_geometric(w: torch.Tensor, A: torch.Tensor, L: int) -> torch.Tensor:
+    """w S_L with S_L = sum_{l<L} A^l, for a row vector per channel: ``(H, N)`` from ``w (H, N)``,
+    ``A (H, N, N)``. Doubling on the binary digits of L, with one matrix product per digit (A^m) and
+    the rest vector-matrix products: S and A commute, so w S_2m = w S_m + (w S_m) A^m and
+    w S_2m+1 = w + (w S_2m) A."""
+    t = w[:, None, :]  # (H, 1, N): w S_m, m = 1
+    w_row = t
+    P = A  # (H, N, N): A^m
+    digits = bin(L)[3:]  # the binary digits of L after the leading one
+    for i, bit in enumerate(digits):
+        last = i == len(digits) - 1
+        t = t + t @ P  # w S_2m
         if bit == "1":
-            S, P = S + P, P @ A  # S_2m+1, A^2m+1
-    return S
+            t = w_row + t @ A  # w S_2m+1
+        if not last:
+            P = P @ P if bit == "0" else (P @ P) @ A  # A^2m or A^2m+1
+    return t[:, 0, :]
 
 
 def _powers_times(A: torch.Tensor, X: torch.Tensor, L: int) -> torch.Tensor:
@@ -86,6 +110,31 @@ def _powers_times(A: torch.Tensor, X: torch.Tensor, L: int) -> torch.Tensor:
         if M.shape[0] < L:
             A_m = A_m @ A_m  # (H, N, N)
     return M[:L]
+
+
+def _check_bilinear(Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> None:
+    """The refusal of ``fast.discretize``'s dense bilinear map (cond(I - dt A / 2) over the limit of the
+    precision), without a singular value decomposition per channel in the usual case.
+
+    For S4's A = diag(Lambda_f) - P_f P_f^* with Re(Lambda) < 0 (the parametrization), every unit vector
+    x has Re(x^* A x) = sum_n Re(Lambda_n) |x_n|^2 - |P_f^* x|^2 < 0, so Re(x^* (I - dt A / 2) x) >= 1:
+    the smallest singular value is at least 1, and cond is at most the largest one, itself at most the
+    Frobenius norm sqrt(N) + dt / 2 (||Lambda_f|| + ||P_f||^2) (triangle inequality). Only channels where
+    that bound fails (absurdly large or non-finite parameters) get the exact test.
+    ``Lambda, P (H, N/2)``, ``dt (H,)``."""
+    limit = cond_limit(Lambda.dtype)
+    Lambda, P, dt = Lambda.detach(), P.detach(), dt.detach()
+    N = 2 * Lambda.shape[-1]
+    norm_Lambda = torch.sqrt(2.0 * Lambda.abs().square().sum(-1))  # (H,): ||Lambda_f||
+    norm_PP = 2.0 * P.abs().square().sum(-1)  # (H,): ||P_f||^2 = ||P_f P_f^*||_F
+    suspect = ~(math.sqrt(N) + dt / 2.0 * (norm_Lambda + norm_PP) <= limit)  # (H,): NaN counts as suspect
+    if not bool(suspect.any()):
+        return
+    P_f = paired(P[suspect])  # (H', N)
+    A = torch.diag_embed(paired(Lambda[suspect])) - P_f[:, :, None] * P_f.conj()[:, None, :]  # (H', N, N)
+    left = torch.eye(N, dtype=A.dtype, device=A.device) - dt[suspect, None, None] * A / 2.0  # (H', N, N)
+    if not bool((torch.linalg.cond(left) <= limit).all()):
+        raise ValueError("bilinear: I - dt*A/2 is singular (an eigenvalue with dt*lambda = 2)")
 
 
 class S4(FastLTIModel):
@@ -117,21 +166,36 @@ class S4(FastLTIModel):
 
     def discretized(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A_bar (H, N, N), B_bar (H, N))``: each channel discretized densely with its own step."""
-        A = self.state_matrix()  # (H, N, N)
         B_f = paired(self.param("B"))  # (H, N)
-        dt = torch.exp(self.log_dt)  # (H,)
-        blocks = [discretize(A[h], B_f[h], dt[h], self.discretization) for h in range(self.d_model)]
-        return torch.stack([b[0] for b in blocks]), torch.stack([b[1] for b in blocks])
+        A_bar, B_bar = self._discretize_channels(self.state_matrix(), B_f[:, :, None])  # (H, N, N), (H, N, 1)
+        return A_bar, (B_f if self.discretization == "dirac" else B_bar[..., 0])
+
+    def _discretize_channels(self, A: torch.Tensor, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every channel at once, by the rules of ``fast.discretize`` on a batch: A_bar and the rule's
+        input matrix for the columns ``R``, ``(A_bar (H, N, N), R_bar (H, N, K))`` from ``A (H, N, N)``,
+        ``R (H, N, K)``. Bilinear: one solve with I - dt A / 2; zoh and dirac (whose A_bar is zoh's; its
+        B_bar = B is the caller's): the exponential of the block matrix dt [[A, R], [0, 0]]."""
+        H, N, K = R.shape
+        dt = torch.exp(self.log_dt)[:, None, None]  # (H, 1, 1)
+        eye = torch.eye(N, dtype=A.dtype, device=A.device)  # (N, N)
+        if self.discretization == "bilinear":
+            # (I - dt A / 2)^{-1} (I + dt A / 2) = I + (I - dt A / 2)^{-1} dt A: one solve for [A, R]
+            _check_bilinear(self.eigenvalues(), self.param("P"), dt[:, 0, 0])
+            X = torch.linalg.solve(eye - dt * A / 2.0, dt * torch.cat([A, R], dim=-1))  # (H, N, N + K)
+            return eye + X[..., :N], X[..., N:]
+        top = torch.cat([dt * A, dt * R], dim=-1)  # (H, N, N + K)
+        M = torch.cat([top, torch.zeros(H, K, N + K, dtype=A.dtype, device=A.device)], dim=-2)  # (H, N+K, N+K)
+        E = matrix_exp(M)  # (H, N + K, N + K) = [[A_bar, R_bar], [0, I]]
+        return E[:, :N, :N], E[:, :N, N:]
 
     def _build_system(self) -> DenseSystem:
-        A_bar, B_bar = self.discretized()  # (H, N, N), (H, N)
-        # A_bar - I without cancellation: the input matrix of the same rule with B = A (zoh:
+        # A_bar - I without cancellation: the input matrix of the same rule with R = A (zoh:
         # A^{-1} (e^{dt A} - I) A; bilinear: (I - dt A / 2)^{-1} dt A); dirac shares zoh's A_bar.
         A = self.state_matrix()  # (H, N, N)
-        dt = torch.exp(self.log_dt)  # (H,)
-        rule = "bilinear" if self.discretization == "bilinear" else "zoh"
-        A_bar_minus_I = torch.stack([discretize(A[h], A[h], dt[h], rule)[1] for h in range(self.d_model)])
-        return DenseSystem(A_bar, B_bar, paired(self.param("C")), self.D, A_bar_minus_I)
+        B_f = paired(self.param("B"))  # (H, N)
+        A_bar, X = self._discretize_channels(A, torch.cat([B_f[:, :, None], A], dim=-1))  # (H, N, N), (H, N, 1 + N)
+        B_bar = B_f if self.discretization == "dirac" else X[..., 0]  # (H, N)
+        return DenseSystem(A_bar, B_bar, paired(self.param("C")), self.D, X[..., 1:])
 
     def ssm(self) -> DiscreteSystem:
         """All channels as one block-diagonal dense system (S = H*N, h-major, readout re)."""
@@ -154,7 +218,7 @@ class S4(FastLTIModel):
         """C_f (I - A_bar^L), written -C_f (A_bar - I) S_L with S_L = sum_{l<L} A_bar^l: the direct
         difference cancels when L dt is small (A_bar^L ~ I), which costs float32 most of its digits."""
         C_minus = torch.einsum("hm,hmn->hn", sys.C, sys.A_bar_minus_I)  # (H, N): C_f (A_bar - I)
-        return -torch.einsum("hm,hmn->hn", C_minus, _geometric(sys.A_bar, L))  # (H, N)
+        return -_times_geometric(C_minus, sys.A_bar, L)  # (H, N)
 
     def _order(self, sys, batch: int) -> str:
         return "depthwise"
@@ -178,12 +242,9 @@ class S4(FastLTIModel):
             C_tilde = C_tilde_f[:, :N2]  # (H, N/2): the stored half of a conjugate-paired row
             P, B = self.param("P"), self.param("B")  # (H, N/2)
             Q = P.conj()  # (H, N/2)
-            r = {
-                a_name + b_name: cauchy_conjugate_pairs(dt * a * b, z, dt_Lambda)  # (H, J)
-                for a_name, a in (("C", C_tilde), ("Q", Q))
-                for b_name, b in (("B", B), ("P", P))
-            }
-            k_hat = r["CB"] - r["CP"] * r["QB"] / (1.0 + r["QP"])  # (H, J): rank-1 Woodbury
+            rows = torch.stack([C_tilde * B, C_tilde * P, Q * B, Q * P], dim=1)  # (H, 4, N/2)
+            r_CB, r_CP, r_QB, r_QP = cauchy_conjugate_pairs(dt[:, :, None] * rows, z, dt_Lambda).unbind(1)  # (H, J)
+            k_hat = r_CB - r_CP * r_QB / (1.0 + r_QP)  # (H, J): rank-1 Woodbury
             K_hat = k_hat * factor  # (H, J)
         else:
             # I - omega A_bar = -(A_bar - I) + (1 - omega) A_bar: exact at omega = 1, no cancellation near it

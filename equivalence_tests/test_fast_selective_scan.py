@@ -34,7 +34,7 @@ ARGS = ("u", "dt", "A", "B", "C", "D", "z")
 sizes = st.integers(1, 4)
 # L = 1, odd lengths and, sometimes, more than one default chunk (64)
 scan_lengths = st.one_of(lengths, st.integers(60, 140))
-chunk_sizes = st.sampled_from([1, 2, 3, 5, fast.selective_scan.DEFAULT_CHUNK_SIZE])
+chunk_sizes = st.sampled_from([1, 2, 3, 5, None, fast.selective_scan.DEFAULT_CHUNK_SIZE])
 
 
 def _t(x, precision: str) -> torch.Tensor:
@@ -95,6 +95,41 @@ def test_fast_selective_scan_matches_reference(
     what = f"{method}, gaps {gaps}, chunk {chunk_size}"
     assert_close(y, y_ref, precision, f"outputs ({what})")
     assert_close(state, state_ref, precision, f"final state ({what})")
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("method", ["mamba", "zoh", "dirac", "async"])
+@pytest.mark.parametrize("reach", [0.5, 0.999, 3.0])
+def test_fast_selective_scan_cumulative_and_doubling_chunks_match_reference(precision, method, reach, monkeypatch):
+    """The exponential rules run a chunk by cumulative sums when its decay range max |lambda| sum dt is within
+    ``_REACH`` of the precision, by the doubling scan otherwise. The steps are scaled so that the widest chunk
+    sits at half the limit, just under it (the worst rounding the path accepts) or at three times it (a mix of
+    both paths); each chunk's path is counted, and the outputs and final state must equal the reference."""
+    T = fast.selective_scan.DEFAULT_CHUNK_SIZE
+    L = 3 * T + 3  # three full chunks and a short one
+    args, tau, x0 = random_problem(11, 2, L, 3, 4, method, with_gaps=method == "async")
+    step = args["dt"] * (1.0 if tau is None else tau[:, :, None])  # (B, L, D): dt_A
+    chunk_sums = np.stack([step[:, i : i + T].sum(1) for i in range(0, L, T)], axis=1)  # (B, chunks, D)
+    widest = (chunk_sums * np.abs(args["A"]).max(-1)).max()
+    args["dt"] = args["dt"] * reach * fast.selective_scan._REACH[DTYPES[precision]] / widest
+    calls = []
+    cumulative = fast.selective_scan._cumulative_chunk
+    monkeypatch.setattr(fast.selective_scan, "_cumulative_chunk", lambda *a: calls.append(1) or cumulative(*a))
+    targs = {k: _t(v, precision) for k, v in args.items()}
+    tau_t = None if tau is None else _t(tau, precision)
+    y, state = fast.ops.selective_scan(
+        **targs, method=method, integration_timesteps=tau_t, initial_state=_t(x0, precision), return_state=True,
+        chunk_size=T,
+    )
+    chunks = -(-L // T)
+    assert len(calls) == chunks if reach < 1 else 0 < len(calls) < chunks
+    y_ref, state_ref = reference.selective_scan(
+        **{k: _np(v) for k, v in targs.items()}, method=method,
+        integration_timesteps=None if tau_t is None else _np(tau_t), initial_state=_np(_t(x0, precision)),
+        return_state=True,
+    )  # fmt: skip
+    assert_close(y, y_ref, precision, f"outputs ({method}, widest chunk at {reach} x the limit)")
+    assert_close(state, state_ref, precision, f"final state ({method}, widest chunk at {reach} x the limit)")
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -54,6 +54,9 @@ __all__ = [
 #: The names ``discretize`` accepts. ``register_discretization`` appends to this list.
 DISCRETIZATIONS: list[str] = ["zoh", "bilinear", "dirac", "mamba", "async"]
 
+#: The rules whose A_bar is exp(dt lambda): a product of them over steps is exp(lambda * (sum of the steps)).
+EXPONENTIAL_RULES = frozenset({"zoh", "dirac", "mamba", "async"})
+
 #: Methods that only make sense for a time-varying (event-driven) system: an LTI model cannot use them.
 TIME_VARYING_ONLY: set[str] = {"async"}
 
@@ -104,6 +107,29 @@ def _zoh_gamma(Lambda: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
     return torch.where(zero, dt + dt * dt * Lambda / 2, torch.expm1(dt * Lambda) / safe)  # (..., N)
 
 
+def input_gain(method: str, Lambda: torch.Tensor, dt_B: torch.Tensor) -> torch.Tensor:
+    """gamma of a rule whose A_bar is exp(dt lambda) (``EXPONENTIAL_RULES``; B_bar = gamma * B), in the
+    smallest shape that broadcasts against A_bar: zoh and async (exp(dt lambda) - 1) / lambda, mamba dt,
+    dirac 1. ``dt_B`` is the input's step (``rule_steps``)."""
+    if method in ("zoh", "async"):
+        return _zoh_gamma(Lambda, dt_B)  # (..., N)
+    if method == "dirac":
+        return torch.ones((), dtype=Lambda.dtype, device=Lambda.device)  # ()
+    if method == "mamba":
+        return dt_B.to(Lambda.dtype)  # the shape of dt_B
+    raise AssertionError(method)  # pragma: no cover - guarded by the callers
+
+
+def rule_steps(method: str, dt: torch.Tensor, tau: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dt_A, dt_B)``: the step of the state transition and of the input under the event gaps ``tau``
+    (broadcast against ``dt``; None: both are ``dt``). The transition runs over dt * tau; so does the input,
+    except for async, which decays over the gap but injects one nominal step."""
+    if tau is None:
+        return dt, dt
+    dt_A = dt * tau
+    return dt_A, (dt if method == "async" else dt_A)
+
+
 def _diagonal_rule(method: str, Lambda, dt_A, dt_B):
     """(a_bar, gamma) of one rule. ``dt_A`` drives the state transition, ``dt_B`` the input."""
     if method == "bilinear":
@@ -114,31 +140,33 @@ def _diagonal_rule(method: str, Lambda, dt_A, dt_B):
         a_bar = (1.0 + dt_A * Lambda / 2.0) / denom_A  # (..., N)
         gamma = dt_B / denom_B  # (..., N)
         return a_bar, gamma
-    a_bar = torch.exp(dt_A * Lambda)  # (..., N)
-    if method in ("zoh", "async"):
-        gamma = _zoh_gamma(Lambda, dt_B)  # (..., N)
-    elif method == "dirac":
-        gamma = torch.ones_like(a_bar)  # (..., N)
-    elif method == "mamba":
-        gamma = dt_B * torch.ones_like(a_bar)  # (..., N)
-    else:  # pragma: no cover - guarded by _check_method
-        raise AssertionError(method)
-    return a_bar, gamma
+    return torch.exp(dt_A * Lambda), input_gain(method, Lambda, dt_B)  # (..., N), broadcastable to it
 
 
-def _check_timesteps(integration_timesteps, method: str, dtype, device, aligned: bool = False):
-    if method in TIME_VARYING_ONLY and integration_timesteps is None:
-        raise ValueError(f"integration_timesteps: method {method!r} needs the per-event gaps, shape (L,) or (B, L)")
-    if integration_timesteps is None:
-        return None
-    tau = nonnegative(real_like(integration_timesteps, "integration_timesteps", dtype, device), "integration_timesteps")
-    if not aligned and (tau.ndim not in (1, 2) or tau.shape[-1] == 0):
-        raise ValueError(f"integration_timesteps: expected shape (L,) or (B, L) with L >= 1, got {tuple(tau.shape)}")
+def check_gaps(method: str, tau: torch.Tensor | None) -> None:
+    """The gaps a rule needs: ``ValueError`` when a time-varying-only rule (async) has none, or when a gap of
+    zero would make B_bar = 0 (zoh, bilinear, mamba) and silently drop that event's input."""
+    if tau is None:
+        if method in TIME_VARYING_ONLY:
+            raise ValueError(
+                f"integration_timesteps: method {method!r} needs the per-event gaps, shape (L,) or (B, L)"
+            )
+        return
     if method in _ZERO_GAP_DROPS_INPUT and bool((tau == 0).any()):
         raise ValueError(
             f"integration_timesteps: a zero gap with method {method!r} makes B_bar = 0 and silently "
             "drops that event's input; use 'async' or 'dirac' for simultaneous events"
         )
+
+
+def _check_timesteps(integration_timesteps, method: str, dtype, device, aligned: bool = False):
+    if integration_timesteps is None:
+        check_gaps(method, None)
+        return None
+    tau = nonnegative(real_like(integration_timesteps, "integration_timesteps", dtype, device), "integration_timesteps")
+    if not aligned and (tau.ndim not in (1, 2) or tau.shape[-1] == 0):
+        raise ValueError(f"integration_timesteps: expected shape (L,) or (B, L) with L >= 1, got {tuple(tau.shape)}")
+    check_gaps(method, tau)
     return tau
 
 
@@ -196,14 +224,12 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
     if method in _CUSTOM:
         return _CUSTOM[method](Lambda, B, dt, integration_timesteps=tau)
 
-    dt_A = dt_B = dt
     if tau is not None:
         if aligned_timesteps:
             tau = tau[..., None]  # (..., 1): one gap per system, shared by its states
         else:
             tau = tau.reshape(tau.shape + (1,) * Lambda.ndim)  # (L, 1.., 1) or (B, L, 1.., 1)
-        dt_A = dt * tau  # (L, ..., N) or (B, L, ..., N)
-        dt_B = dt if method == "async" else dt * tau
+    dt_A, dt_B = rule_steps(method, dt, tau)  # (L, ..., N) or (B, L, ..., N) with gaps
     a_bar, gamma = _diagonal_rule(method, Lambda, dt_A, dt_B)  # (..., N)
     gamma = gamma.expand(broadcast({"gamma": gamma.shape, "A_bar": a_bar.shape}, "discretize_diagonal"))
     if vector_B:

@@ -20,11 +20,25 @@ Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
     T       the chunk size (steps per chunk); h the state carried from one chunk to the next (B, D, N)
 
 Algorithm. The reference discretizes the whole sequence at once, which holds a ``(B, L, D, N)`` tensor.
-Here the sequence is cut into chunks of T steps. For each chunk (a Python loop over chunks, never over
-steps): discretize its ``(B, T, D, N)`` systems with ``fast.discretize_diagonal`` (the same call and the
-same rules as the reference), run ``fast.linear_scan`` (a log-depth parallel scan) over the chunk from the
-carried state h, contract with C to ``(B, T, D)`` at once, and hand the last state to the next chunk.
-The skip term and the gate act on the whole ``(B, L, D)`` output afterwards.
+Here the sequence is cut into chunks of T steps, and each chunk (a Python loop over chunks, never over
+steps) is run from the state h carried from the previous one, in one of two exact ways:
+
+* the exponential rules (zoh, dirac, mamba, async: a_bar = exp(dt_A lambda)), whose product over steps is
+  the exponential of a sum: with s_t = sum_{k<=t} dt_A[k] (a cumulative sum over the chunk) and
+  E_t = exp(lambda s_t),
+
+      x_t = E_t (h + sum_{j<=t} B_bar_j u_j / E_j),
+
+  one exponential, one prefix sum (a batched product with a lower-triangular matrix of ones) and a few
+  products. This divides by running decays, which is safe only while they stay inside the range of the
+  type, so it is used when the chunk's decay range max |lambda| s_{T-1} is at most ``_REACH`` (24 in
+  float32, 128 in float64), where the rounding of the exponent costs at most a few 1e-6 (float32);
+* otherwise, and for bilinear and registered rules: ``fast.discretize_diagonal`` (the same call and the
+  same rules as the reference) gives the chunk's ``(B, T, D, N)`` systems, and ``fast.linear_scan`` (a
+  log-depth doubling scan, products and sums only) runs them.
+
+Either way the states are contracted with C to ``(B, T, D)`` at once and the last state goes to the next
+chunk; the skip term and the gate act on the whole ``(B, L, D)`` output afterwards.
 
 Memory. Forward: O(B L D + B T D N) -- the largest tensors are the ``(B, L, D)`` inputs and output and a
 few ``(B, T, D, N)`` tensors of the chunk being computed (tested in
@@ -62,15 +76,43 @@ from fast._checks import (
     resolve_backend,
     tensor,
 )
-from fast.discretization import DISCRETIZATIONS, discretize_diagonal
+from fast.discretization import (
+    DISCRETIZATIONS,
+    EXPONENTIAL_RULES,
+    check_gaps,
+    discretize_diagonal,
+    input_gain,
+    rule_steps,
+)
 from fast.scan import linear_scan
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "SelectiveScanArgs", "check_selective_scan_args", "selective_scan"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "SelectiveScanArgs",
+    "check_selective_scan_args",
+    "default_chunk_size",
+    "selective_scan",
+]
 
-#: Steps per chunk: each chunk holds a few (B, T, D, N) tensors; longer chunks mean fewer Python iterations but
-#: more doubling rounds (log2 T) over bigger tensors. Measured on the 2-core CPU (Mamba, B=8, L=1024, d_model=128,
-#: N=16, forward): T=16 0.67 s, 32 0.66 s, 64 1.8 s, 128 1.6 s, 256 3.0 s.
-DEFAULT_CHUNK_SIZE = 32
+#: Steps per chunk when ``chunk_size`` is None, by the size of one step (B * D * N states). Measured on the 2-core
+#: CPU, float32 forward: Mamba at B=8, L=1024, d_model=128, N=16 (32768 states a step): T=8 0.27 s, T=16 0.29 s
+#: (when no chunk falls back; at Mamba's initialization a chunk of 16 steps reaches |lambda| sum dt ~ 28, beyond
+#: the float32 limit of the cumulative path, and the doubling fallback takes 0.55 s), T=32 1.0 s; at B=1,
+#: L=20,000, d_model=64 (2048 states a step), where the per-chunk Python overhead dominates: T=8 1.19 s, T=32
+#: 1.11 s, T=64 0.72 s (the doubling scan).
+DEFAULT_CHUNK_SIZE = 8
+SMALL_STEP_CHUNK_SIZE = 64
+SMALL_STEP = 8192
+
+
+def default_chunk_size(states_per_step: int) -> int:
+    """The torch backend's chunk size for steps of ``states_per_step`` = B * D * N states (measured above)."""
+    return SMALL_STEP_CHUNK_SIZE if states_per_step < SMALL_STEP else DEFAULT_CHUNK_SIZE
+
+#: The largest decay range |lambda| * (sum of the steps) of a chunk run by cumulative sums, per precision: exp of
+#: it stays far inside the range of the type, and its rounding (about range x chunk size ulps of the exponent in the
+#: worst case) inside the tolerance table. A wider chunk runs the doubling scan.
+_REACH = {torch.float32: 24.0, torch.float64: 128.0}
 
 
 def _check(name: str, x, shape: tuple, labels: str) -> torch.Tensor:
@@ -110,8 +152,15 @@ def _check_gaps(integration_timesteps, Bsz: int, L: int, dtype, device):
 
 
 def _chunk(u, dt, A, B, C, tau, h, method: str):
-    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))``."""
-    T = u.shape[1]
+    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))``.
+    The exponential rules by cumulative sums when the chunk's decay range allows it, otherwise (and for
+    the other rules) by the doubling scan (module docstring, Algorithm)."""
+    if method in EXPONENTIAL_RULES:
+        dt_A, dt_B = rule_steps(method, dt, None if tau is None else tau[:, :, None])  # (B, T, D) each
+        s = dt_A.cumsum(1)  # (B, T, D): sum_{k<=t} dt_A[k], the decay exponent over lambda
+        reach = (s.detach()[:, -1].amax(0) * A.detach().abs().amax(-1)).amax()  # (): largest |lambda| sum dt_A
+        if float(reach) <= _REACH[u.dtype]:
+            return _cumulative_chunk(u, s, dt_B, A, B, C, h, method)
     A_bar, B_bar = discretize_diagonal(
         A[None, None],  # (1, 1, D, N)
         B[:, :, None, :],  # (B, T, 1, N)
@@ -121,10 +170,31 @@ def _chunk(u, dt, A, B, C, tau, h, method: str):
         aligned_timesteps=True,
     )  # A_bar, B_bar: (B, T, D, N)
     Bu = B_bar * u[..., None]  # (B, T, D, N)
-    x, h_last = linear_scan(A_bar, Bu, h, backend="torch", chunk_size=max(T, 2))  # (B, T, D, N), (B, D, N)
+    x, h_last = linear_scan(A_bar, Bu, h, backend="torch", chunk_size=max(u.shape[1], 2))  # (B, T, D, N), (B, D, N)
     y = torch.einsum("btdn,btn->btd", x, C)  # (B, T, D)
     # a copy: the view h_last would keep the chunk's whole x (B, T, D, N) alive with the carried state
     return y, h_last.clone()
+
+
+def _cumulative_chunk(u, s, dt_B, A, B, C, h, method: str):
+    """A chunk of an exponential rule from the cumulative step sums ``s (B, T, D)``: with
+    E_t = exp(A s_t) = a_bar_0 ... a_bar_t (the decay since the chunk's start),
+
+        x_t = E_t (h + sum_{j<=t} B_bar_j u_j / E_j),
+
+    one exponential, one cumulative sum and a few products over ``(B, T, D, N)``. The caller bounds
+    |A| s_{T-1} by ``_REACH``, so E_t and 1 / E_j stay far from overflow and underflow, and the quotient
+    E_t / E_j = exp(A (s_t - s_j)) is accurate to about |A s| ulps of the exponent."""
+    E = torch.exp(s[..., None] * A)  # (B, T, D, N)
+    gain = input_gain(method, A, dt_B[..., None])  # (B, T, D, N) zoh/async, (B, T, D, 1) mamba, () dirac
+    w = (gain * u[..., None]) * B[:, :, None, :] / E  # (B, T, D, N): B_bar_j u_j / E_j
+    Bsz, T, Dch, N = w.shape
+    ones = torch.ones(T, T, dtype=w.dtype, device=w.device).tril().expand(Bsz, T, T)  # (B, T, T): t >= j
+    # h + sum_{j<=t} w_j as one batched product (torch's cumsum along a middle axis is several times slower)
+    S = torch.baddbmm(h.reshape(Bsz, 1, Dch * N), ones, w.reshape(Bsz, T, Dch * N))  # (B, T, D*N)
+    x = E * S.reshape(Bsz, T, Dch, N)  # (B, T, D, N)
+    y = torch.einsum("btdn,btn->btd", x, C)  # (B, T, D)
+    return y, x[:, -1].clone()
 
 
 class _RecomputedChunk(torch.autograd.Function):
@@ -174,8 +244,9 @@ def check_selective_scan_args(
     u, dt, A, B, C, D, z, method, integration_timesteps, initial_state
 ) -> SelectiveScanArgs:
     """Check the arguments of ``selective_scan``: shapes, one precision and one device, a known method, gaps
-    of shape ``(L,)`` or ``(B, L)`` (returned as ``(B, L)``), finite values, dt > 0, gaps >= 0. A
-    ``ValueError`` names the argument and what was expected."""
+    of shape ``(L,)`` or ``(B, L)`` (returned as ``(B, L)``), finite values, dt > 0, gaps >= 0, gaps present
+    and nonzero where the rule needs them (``fast.discretization.check_gaps``). A ``ValueError`` names the
+    argument and what was expected."""
     u = tensor(u, "u", complex_ok=False)
     if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
         raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
@@ -201,6 +272,7 @@ def check_selective_scan_args(
     if tau is not None and tau.device != u.device:
         raise ValueError(f"integration_timesteps: device {tau.device} does not match u's {u.device}")
     _check_values({k: v for k, v in named.items() if v is not None}, dt, tau)
+    check_gaps(method, tau)  # async needs gaps; a zero gap would drop an input under zoh, bilinear, mamba
     return SelectiveScanArgs(u, dt, A, B, C, D, z, h, tau, dtype)
 
 
@@ -247,7 +319,8 @@ def selective_scan(
             when the call is outside what the kernel implements: another discretization or precision);
             ``"auto"`` picks Triton for CUDA tensors the kernel can take, torch otherwise.
         chunk_size: steps per chunk; the result does not depend on it beyond rounding. ``None``: the
-            backend's default (torch: ``DEFAULT_CHUNK_SIZE``, any integer >= 1; Triton: a power of two).
+            backend's default (torch: ``default_chunk_size(B * D * N)``, any integer >= 1; Triton: a power
+            of two).
 
     Returns:
         ``y (B, L, D)``, or ``(y, state (B, D, N))`` when ``return_state``; in the precision of the inputs.
@@ -260,7 +333,7 @@ def selective_scan(
         from fast.triton.selective_scan import run_checked
 
         return run_checked(args, method, return_state=return_state, chunk_size=chunk_size)
-    T = positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, "chunk_size")
+    T = positive_int(default_chunk_size(Bsz * Dch * N) if chunk_size is None else chunk_size, "chunk_size")
     if h is None:
         h = torch.zeros(Bsz, Dch, N, dtype=dtype, device=u.device)  # (B, D, N)
 

@@ -67,7 +67,6 @@ __all__ = ["selective_scan", "run_checked", "unsupported", "METHODS", "DEFAULT_C
 
 #: The rules the kernel implements, and their codes inside the kernels.
 METHODS = {"mamba": 0, "zoh": 1, "bilinear": 2, "dirac": 3, "async": 4}
-_ZERO_GAP_DROPS_INPUT = ("zoh", "bilinear", "mamba")  # as reference.discretization
 
 #: Steps per chunk. Untuned: no GPU was available when these kernels were written.
 DEFAULT_CHUNK_SIZE = 32
@@ -537,14 +536,6 @@ def run_checked(
     why = unsupported(dtype, method)
     if why is not None:
         raise ValueError(f"{why[0]}: {why[1]}")
-    if tau is not None:
-        if method in _ZERO_GAP_DROPS_INPUT and bool((tau == 0).any()):
-            raise ValueError(
-                f"integration_timesteps: a zero gap with method {method!r} makes B_bar = 0 and silently "
-                "drops that event's input; use 'async' or 'dirac' for simultaneous events"
-            )
-    elif method == "async":
-        raise ValueError("integration_timesteps: method 'async' needs the per-event gaps, shape (L,) or (B, L)")
     if method == "bilinear" and bool((A > 0).any()):
         # 1 - s lam / 2 = 0 is possible only for lam > 0; the reference refuses that singular map
         s = dt if tau is None else dt * tau[..., None]  # (B, L, D)

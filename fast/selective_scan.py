@@ -151,16 +151,13 @@ def _check_gaps(integration_timesteps, Bsz: int, L: int, dtype, device):
     return tau
 
 
-def _chunk(u, dt, A, B, C, tau, h, method: str):
-    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))``.
-    The exponential rules by cumulative sums when the chunk's decay range allows it, otherwise (and for
-    the other rules) by the doubling scan (module docstring, Algorithm)."""
-    if method in EXPONENTIAL_RULES:
+def _chunk(u, dt, A, B, C, tau, h, method: str, cumulative: bool):
+    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))``, by
+    cumulative sums (an exponential rule whose chunk ``fits_cumulative``) or by the doubling scan (module
+    docstring, Algorithm)."""
+    if cumulative:
         dt_A, dt_B = rule_steps(method, dt, None if tau is None else tau[:, :, None])  # (B, T, D) each
-        s = dt_A.cumsum(1)  # (B, T, D): sum_{k<=t} dt_A[k], the decay exponent over lambda
-        reach = (s.detach()[:, -1].amax(0) * A.detach().abs().amax(-1)).amax()  # (): largest |lambda| sum dt_A
-        if float(reach) <= _REACH[u.dtype]:
-            return _cumulative_chunk(u, s, dt_B, A, B, C, h, method)
+        return _cumulative_chunk(u, dt_A.cumsum(1), dt_B, A, B, C, h, method)
     A_bar, B_bar = discretize_diagonal(
         A[None, None],  # (1, 1, D, N)
         B[:, :, None, :],  # (B, T, 1, N)
@@ -171,7 +168,7 @@ def _chunk(u, dt, A, B, C, tau, h, method: str):
     )  # A_bar, B_bar: (B, T, D, N)
     Bu = B_bar * u[..., None]  # (B, T, D, N)
     x, h_last = linear_scan(A_bar, Bu, h, backend="torch", chunk_size=max(u.shape[1], 2))  # (B, T, D, N), (B, D, N)
-    y = torch.einsum("btdn,btn->btd", x, C)  # (B, T, D)
+    y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D)
     # a copy: the view h_last would keep the chunk's whole x (B, T, D, N) alive with the carried state
     return y, h_last.clone()
 
@@ -193,19 +190,29 @@ def _cumulative_chunk(u, s, dt_B, A, B, C, h, method: str):
     # h + sum_{j<=t} w_j as one batched product (torch's cumsum along a middle axis is several times slower)
     S = torch.baddbmm(h.reshape(Bsz, 1, Dch * N), ones, w.reshape(Bsz, T, Dch * N))  # (B, T, D*N)
     x = E * S.reshape(Bsz, T, Dch, N)  # (B, T, D, N)
-    y = torch.einsum("btdn,btn->btd", x, C)  # (B, T, D)
+    y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D): faster than einsum's batched matrix-vector product
     return y, x[:, -1].clone()
+
+
+def fits_cumulative(dt, tau, lam_max, method: str) -> bool:
+    """Whether a chunk of an exponential rule can run by cumulative sums: its decay range
+    max |lambda| sum_k dt_A[k] is at most ``_REACH`` of the precision. ``dt (B, T, D)``, ``tau (B, T)`` or
+    None, ``lam_max (D,)`` the largest |lambda| of each channel."""
+    if method not in EXPONENTIAL_RULES:
+        return False
+    dt_A, _ = rule_steps(method, dt.detach(), None if tau is None else tau.detach()[:, :, None])  # (B, T, D)
+    return float((dt_A.sum(1).amax(0) * lam_max).amax()) <= _REACH[dt.dtype]
 
 
 class _RecomputedChunk(torch.autograd.Function):
     """``_chunk`` with its intermediates recomputed in backward (module docstring, Memory)."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C, tau, h, method):
-        ctx.method = method
+    def forward(ctx, u, dt, A, B, C, tau, h, method, cumulative):
+        ctx.method, ctx.cumulative = method, cumulative
         ctx.save_for_backward(u, dt, A, B, C, tau, h)
         with torch.no_grad():
-            return _chunk(u, dt, A, B, C, tau, h, method)
+            return _chunk(u, dt, A, B, C, tau, h, method, cumulative)
 
     @staticmethod
     @once_differentiable
@@ -214,15 +221,15 @@ class _RecomputedChunk(torch.autograd.Function):
         wanted = [need and x is not None for need, x in zip(ctx.needs_input_grad, saved)]
         with torch.enable_grad():
             inputs = [None if x is None else x.detach().requires_grad_(w) for x, w in zip(saved, wanted)]
-            y, h_last = _chunk(*inputs, ctx.method)  # recomputed: (B, T, D), (B, D, N)
+            y, h_last = _chunk(*inputs, ctx.method, ctx.cumulative)  # recomputed: (B, T, D), (B, D, N)
             targets = [x for x, w in zip(inputs, wanted) if w]
             grads = iter(torch.autograd.grad((y, h_last), targets, (grad_y, grad_h), allow_unused=True))
-        return (*(next(grads) if w else None for w in wanted), None)
+        return (*(next(grads) if w else None for w in wanted), None, None)
 
 
-def _differentiable_chunk(u, dt, A, B, C, tau, h, method):
+def _differentiable_chunk(u, dt, A, B, C, tau, h, method, cumulative):
     """One chunk when gradients are needed: ``_chunk`` through ``_RecomputedChunk``."""
-    return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method)
+    return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method, cumulative)
 
 
 class SelectiveScanArgs(NamedTuple):
@@ -344,9 +351,11 @@ def selective_scan(
     # where each slice's backward would write a full-length tensor (O(L^2 / T) work).
     pieces = [x.split(T, dim=1) for x in (u, dt, B, C)]  # each: chunks of (B, T, ...)
     tau_pieces = [None] * len(pieces[0]) if tau is None else tau.split(T, dim=1)
+    lam_max = A.detach().abs().amax(-1)  # (D,)
     ys = []
     for u_c, dt_c, B_c, C_c, tau_c in zip(*pieces, tau_pieces):
-        chunk_args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method)
+        cumulative = fits_cumulative(dt_c, tau_c, lam_max, method)
+        chunk_args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method, cumulative)
         if keep_bounded:
             y_c, h = _differentiable_chunk(*chunk_args)  # (B, T, D), (B, D, N)
         else:

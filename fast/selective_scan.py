@@ -32,7 +32,8 @@ steps) is run from the state h carried from the previous one, in one of two exac
   one exponential, one prefix sum (a batched product with a lower-triangular matrix of ones) and a few
   products. This divides by running decays, which is safe only while they stay inside the range of the
   type, so it is used when the chunk's decay range max |lambda| s_{T-1} is at most ``_REACH`` (24 in
-  float32, 128 in float64), where the rounding of the exponent costs at most a few 1e-6 (float32);
+  float32, 128 in float64), where the rounding of the exponent costs at most about 1e-5 (float32, chunks
+  of 8 steps; the tests put chunks at the limit);
 * otherwise, and for bilinear and registered rules: ``fast.discretize_diagonal`` (the same call and the
   same rules as the reference) gives the chunk's ``(B, T, D, N)`` systems, and ``fast.linear_scan`` (a
   log-depth doubling scan, products and sums only) runs them.
@@ -95,7 +96,8 @@ __all__ = [
 ]
 
 #: Steps per chunk when ``chunk_size`` is None, by the size of one step (B * D * N states). Measured on the 2-core
-#: CPU, float32 forward: Mamba at B=8, L=1024, d_model=128, N=16 (32768 states a step): T=8 0.27 s, T=16 0.29 s
+#: CPU, float32 forward (before the contraction by vecdot, which took ~50 ms off): Mamba at B=8, L=1024,
+#: d_model=128, N=16 (32768 states a step): T=8 0.27 s, T=16 0.29 s
 #: (when no chunk falls back; at Mamba's initialization a chunk of 16 steps reaches |lambda| sum dt ~ 28, beyond
 #: the float32 limit of the cumulative path, and the doubling fallback takes 0.55 s), T=32 1.0 s; at B=1,
 #: L=20,000, d_model=64 (2048 states a step), where the per-chunk Python overhead dominates: T=8 1.19 s, T=32
@@ -108,6 +110,7 @@ SMALL_STEP = 8192
 def default_chunk_size(states_per_step: int) -> int:
     """The torch backend's chunk size for steps of ``states_per_step`` = B * D * N states (measured above)."""
     return SMALL_STEP_CHUNK_SIZE if states_per_step < SMALL_STEP else DEFAULT_CHUNK_SIZE
+
 
 #: The largest decay range |lambda| * (sum of the steps) of a chunk run by cumulative sums, per precision: exp of
 #: it stays far inside the range of the type, and its rounding (about range x chunk size ulps of the exponent in the

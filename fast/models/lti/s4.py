@@ -166,36 +166,36 @@ class S4(FastLTIModel):
 
     def discretized(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A_bar (H, N, N), B_bar (H, N))``: each channel discretized densely with its own step."""
-        B_f = paired(self.param("B"))  # (H, N)
-        A_bar, B_bar = self._discretize_channels(self.state_matrix(), B_f[:, :, None])  # (H, N, N), (H, N, 1)
-        return A_bar, (B_f if self.discretization == "dirac" else B_bar[..., 0])
+        A_bar_minus_I, B_bar = self._discretize_channels()  # (H, N, N), (H, N)
+        return torch.eye(B_bar.shape[-1], dtype=B_bar.dtype, device=B_bar.device) + A_bar_minus_I, B_bar
 
-    def _discretize_channels(self, A: torch.Tensor, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every channel at once, by the rules of ``fast.discretize`` on a batch: A_bar and the rule's
-        input matrix for the columns ``R``, ``(A_bar (H, N, N), R_bar (H, N, K))`` from ``A (H, N, N)``,
-        ``R (H, N, K)``. Bilinear: one solve with I - dt A / 2; zoh and dirac (whose A_bar is zoh's; its
-        B_bar = B is the caller's): the exponential of the block matrix dt [[A, R], [0, 0]]."""
-        H, N, K = R.shape
-        dt = torch.exp(self.log_dt)[:, None, None]  # (H, 1, 1)
-        eye = torch.eye(N, dtype=A.dtype, device=A.device)  # (N, N)
-        if self.discretization == "bilinear":
-            # (I - dt A / 2)^{-1} (I + dt A / 2) = I + (I - dt A / 2)^{-1} dt A: one solve for [A, R]
-            _check_bilinear(self.eigenvalues(), self.param("P"), dt[:, 0, 0])
-            X = torch.linalg.solve(eye - dt * A / 2.0, dt * torch.cat([A, R], dim=-1))  # (H, N, N + K)
-            return eye + X[..., :N], X[..., N:]
-        top = torch.cat([dt * A, dt * R], dim=-1)  # (H, N, N + K)
-        M = torch.cat([top, torch.zeros(H, K, N + K, dtype=A.dtype, device=A.device)], dim=-2)  # (H, N+K, N+K)
-        E = matrix_exp(M)  # (H, N + K, N + K) = [[A_bar, R_bar], [0, I]]
-        return E[:, :N, :N], E[:, :N, N:]
-
-    def _build_system(self) -> DenseSystem:
-        # A_bar - I without cancellation: the input matrix of the same rule with R = A (zoh:
-        # A^{-1} (e^{dt A} - I) A; bilinear: (I - dt A / 2)^{-1} dt A); dirac shares zoh's A_bar.
+    def _discretize_channels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every channel at once, by the rules of ``fast.discretize`` on a batch: ``(A_bar - I (H, N, N),
+        B_bar (H, N))``. A_bar - I is the rule's input matrix for B = A, which has no cancellation (zoh:
+        A^{-1} (e^{dt A} - I) A; bilinear: (I - dt A / 2)^{-1} dt A, since (I - dt A / 2)^{-1} (I + dt A / 2)
+        = I + (I - dt A / 2)^{-1} dt A), so the columns [A, B] go through the rule together: bilinear, one
+        solve with I - dt A / 2; zoh and dirac (whose A_bar is zoh's and B_bar = B), the exponential of the
+        block matrix dt [[A, [A, B]], [0, 0]], whose top-right block is the input matrix of [A, B]."""
         A = self.state_matrix()  # (H, N, N)
         B_f = paired(self.param("B"))  # (H, N)
-        A_bar, X = self._discretize_channels(A, torch.cat([B_f[:, :, None], A], dim=-1))  # (H, N, N), (H, N, 1 + N)
-        B_bar = B_f if self.discretization == "dirac" else X[..., 0]  # (H, N)
-        return DenseSystem(A_bar, B_bar, paired(self.param("C")), self.D, X[..., 1:])
+        H, N = B_f.shape
+        dt = torch.exp(self.log_dt)[:, None, None]  # (H, 1, 1)
+        R = dt * torch.cat([A, B_f[:, :, None]], dim=-1)  # (H, N, N + 1): dt [A, B]
+        if self.discretization == "bilinear":
+            _check_bilinear(self.eigenvalues(), self.param("P"), dt[:, 0, 0])
+            eye = torch.eye(N, dtype=A.dtype, device=A.device)  # (N, N)
+            X = torch.linalg.solve(eye - dt * A / 2.0, R)  # (H, N, N + 1)
+        else:
+            below = torch.zeros(H, N + 1, 2 * N + 1, dtype=A.dtype, device=A.device)  # (H, N + 1, 2N + 1)
+            M = torch.cat([torch.cat([dt * A, R], dim=-1), below], dim=-2)  # (H, 2N + 1, 2N + 1)
+            X = matrix_exp(M)[:, :N, N:]  # (H, N, N + 1): the top-right block
+        B_bar = B_f if self.discretization == "dirac" else X[..., N]  # (H, N)
+        return X[..., :N], B_bar
+
+    def _build_system(self) -> DenseSystem:
+        A_bar_minus_I, B_bar = self._discretize_channels()  # (H, N, N), (H, N)
+        A_bar = torch.eye(B_bar.shape[-1], dtype=B_bar.dtype, device=B_bar.device) + A_bar_minus_I  # (H, N, N)
+        return DenseSystem(A_bar, B_bar, paired(self.param("C")), self.D, A_bar_minus_I)
 
     def ssm(self) -> DiscreteSystem:
         """All channels as one block-diagonal dense system (S = H*N, h-major, readout re)."""

@@ -112,7 +112,7 @@ def _powers_times(A: torch.Tensor, X: torch.Tensor, L: int) -> torch.Tensor:
     return M[:L]
 
 
-def _check_bilinear(Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> None:
+def _check_bilinear(A: torch.Tensor, Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> None:
     """The refusal of ``fast.discretize``'s dense bilinear map (cond(I - dt A / 2) over the limit of the
     precision), without a singular value decomposition per channel in the usual case.
 
@@ -121,7 +121,7 @@ def _check_bilinear(Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> 
     the smallest singular value is at least 1, and cond is at most the largest one, itself at most the
     Frobenius norm sqrt(N) + dt / 2 (||Lambda_f|| + ||P_f||^2) (triangle inequality). Only channels where
     that bound fails (absurdly large or non-finite parameters) get the exact test.
-    ``Lambda, P (H, N/2)``, ``dt (H,)``."""
+    ``A (H, N, N)`` the state matrices, ``Lambda, P (H, N/2)`` their parts, ``dt (H,)``."""
     limit = cond_limit(Lambda.dtype)
     Lambda, P, dt = Lambda.detach(), P.detach(), dt.detach()
     N = 2 * Lambda.shape[-1]
@@ -130,8 +130,7 @@ def _check_bilinear(Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> 
     suspect = ~(math.sqrt(N) + dt / 2.0 * (norm_Lambda + norm_PP) <= limit)  # (H,): NaN counts as suspect
     if not bool(suspect.any()):
         return
-    P_f = paired(P[suspect])  # (H', N)
-    A = torch.diag_embed(paired(Lambda[suspect])) - P_f[:, :, None] * P_f.conj()[:, None, :]  # (H', N, N)
+    A = A.detach()[suspect]  # (H', N, N)
     left = torch.eye(N, dtype=A.dtype, device=A.device) - dt[suspect, None, None] * A / 2.0  # (H', N, N)
     if not bool((torch.linalg.cond(left) <= limit).all()):
         raise ValueError("bilinear: I - dt*A/2 is singular (an eigenvalue with dt*lambda = 2)")
@@ -182,7 +181,7 @@ class S4(FastLTIModel):
         dt = torch.exp(self.log_dt)[:, None, None]  # (H, 1, 1)
         R = dt * torch.cat([A, B_f[:, :, None]], dim=-1)  # (H, N, N + 1): dt [A, B]
         if self.discretization == "bilinear":
-            _check_bilinear(self.eigenvalues(), self.param("P"), dt[:, 0, 0])
+            _check_bilinear(A, self.eigenvalues(), self.param("P"), dt[:, 0, 0])
             eye = torch.eye(N, dtype=A.dtype, device=A.device)  # (N, N)
             X = torch.linalg.solve(eye - dt * A / 2.0, R)  # (H, N, N + 1)
         else:

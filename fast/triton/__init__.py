@@ -24,7 +24,15 @@ from __future__ import annotations
 import importlib.util
 import os
 
-__all__ = ["available", "bench_triton", "check_runnable", "linear_scan", "require_triton", "selective_scan"]
+__all__ = [
+    "available",
+    "bench_triton",
+    "check_runnable",
+    "import_triton",
+    "linear_scan",
+    "require_triton",
+    "selective_scan",
+]
 
 #: What to run to get Triton (from the repository root).
 INSTALL_TRITON = 'pip install -c constraints.txt -e ".[triton]"'
@@ -71,15 +79,25 @@ def available() -> tuple[bool, str]:
     )
 
 
+def import_triton():
+    """Import and return ``(triton, triton.language)``, or raise ``RuntimeError`` if Triton is not installed.
+
+    This does not ask whether the kernels can *run* here (``available()``): compiling them ahead of time for a
+    GPU (``fast.triton.compile_check``) needs only Triton itself."""
+    if not _installed("triton"):
+        raise RuntimeError(f"Triton is not installed; to install it: {INSTALL_TRITON}")
+    import triton
+    import triton.language as tl
+
+    return triton, tl
+
+
 def require_triton():
     """Import and return ``(triton, triton.language)``, or raise ``RuntimeError`` saying why they cannot run."""
     ok, why = available()
     if not ok:
         raise RuntimeError(f"the Triton kernels cannot run here: {why}")
-    import triton
-    import triton.language as tl
-
-    return triton, tl
+    return import_triton()
 
 
 def check_runnable(tensors: dict, what: str) -> None:

@@ -222,9 +222,9 @@ def _kernels():
     """Import Triton and compile the kernels of this module (once). As in ``fast.triton.selective_scan``, the
     small device function ``_row`` runs as plain Python under the interpreter (a nested jit call is slow there)."""
     global triton, tl, _combine, _combine_complex, _row, _linear_scan_fwd_kernel, _linear_scan_bwd_kernel
-    from fast.triton import interpreting, require_triton
+    from fast.triton import import_triton, interpreting
 
-    triton, tl = require_triton()
+    triton, tl = import_triton()
     _combine = triton.jit(_combine)  # tl.associative_scan takes jit functions
     _combine_complex = triton.jit(_combine_complex)
     _row = _row if interpreting() else triton.jit(_row)

@@ -389,9 +389,9 @@ def _kernels():
     """
     global triton, tl, _combine, _row, _col, _phi, _decay, _decay_grads, _gain, _gain_grads, _steps
     global _selective_scan_fwd_kernel, _selective_scan_bwd_kernel
-    from fast.triton import interpreting, require_triton
+    from fast.triton import import_triton, interpreting
 
-    triton, tl = require_triton()
+    triton, tl = import_triton()
     device_fn = (lambda fn: fn) if interpreting() else triton.jit
     _combine = triton.jit(_combine)  # tl.associative_scan takes a jit function
     _row, _col, _phi, _decay, _decay_grads, _gain, _gain_grads, _steps = map(

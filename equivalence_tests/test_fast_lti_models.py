@@ -534,6 +534,25 @@ def test_fast_s4_c_tilde_and_cauchy_sums_match_reference(data, L, J):
     assert_close(cauchy_conjugate_pairs(to_t(v), to_t(z), to_t(w)), expected, "float64", "paired Cauchy sums")
 
 
+@pytest.mark.parametrize("block", [1, 60, 2**18])
+def test_fast_s4_cauchy_sums_in_channel_blocks_match_reference(monkeypatch, block):
+    """The Cauchy sums run in blocks of channels (rows = block // (N/2 * J)): one row per block, blocks of
+    2 rows with a shorter last one (5 = 2 + 2 + 1), and all rows at once give the reference's sums."""
+    from fast.models.lti import s4 as fast_s4
+    from reference.models.lti.s4 import cauchy_conjugate_pairs as reference_cauchy
+
+    monkeypatch.setattr(fast_s4, "_CAUCHY_BLOCK", block)
+    rng = np.random.default_rng(block)
+    H, K, N2, J = 5, 3, 4, 7
+    v = rng.normal(size=(H, K, N2)) + 1j * rng.normal(size=(H, K, N2))
+    w = -np.exp(rng.normal(size=(H, N2))) + 1j * rng.normal(size=(H, N2))
+    z = 1j * np.tan(rng.uniform(-1.5, 1.5, size=J))
+    expected = np.stack([reference_cauchy(v[:, k], z, w) for k in range(K)], axis=1)  # (H, K, J)
+    got = fast_s4.cauchy_conjugate_pairs(to_t(v), to_t(z), to_t(w))
+    assert got.shape == (H, K, J)
+    assert_close(got, expected, "float64", f"paired Cauchy sums in blocks of {max(1, block // (N2 * J))} rows")
+
+
 @pytest.mark.parametrize("log10_freq", [0.0, 5.0, 5.5, 6.0, 8.0])
 def test_fast_s4_bilinear_refuses_exactly_where_fast_discretize_does(log10_freq):
     """The batched bilinear map skips the SVD where a norm bound proves the condition number is small; in

@@ -9,14 +9,16 @@ deviation are in the reference module's docstring; this module only runs the sam
 Each channel h is the full conjugate-paired system of real size N = ``d_state``:
 
     A_f = diag(Lambda_f) - P_f P_f^*,    Lambda_f = [Lambda, conj(Lambda)], ...      (N x N complex)
-    A_bar, B_bar = discretize(A_f, B_f, dt_h)        (dense, the rules of fast.discretize, batched)
+    A_bar, B_bar = discretize(A_f, B_f, dt_h)        (the rules of fast.discretize, all channels at once;
+                                                       bilinear by Sherman-Morrison on the rank-1 part)
     y_h = Re(C_f x) + D_h u_h
 
 Kernel (``kernel(L)``, Algorithm 1): the generating function at the L-th roots of unity omega_j,
 K_hat(omega) = C_tilde (I - omega A_bar)^{-1} B_bar with C_tilde = C_f (I - A_bar^L), then an inverse
 real FFT. Bilinear: the resolvent by four Cauchy sums over the conjugate pairs and the rank-1 Woodbury
 identity, k_hat = r_CB - r_CP r_QB / (1 + r_QP), K_hat = 2 / (1 + omega) k_hat; zoh and dirac: dense
-solves of (I - omega A_bar) (the reference's documented extras).
+solves of (I - omega A_bar) (the reference's documented extras). C_tilde by doubling on the binary digits
+of L, in the real coordinates [Re x, Im x] of the paired state (``real_form``).
 
 State: the dense paired state ``(B, H * N)`` complex, h-major (entries h*N + n, n < N/2, the stored
 modes of channel h, then their conjugate partners), as the reference's ``ssm()``. The initial-state

@@ -71,7 +71,7 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
         if doc_start is not None:
             keep = (W - 1 + t - s)[None, :] >= doc_start  # (B, L)
             window = window * keep[..., None]  # (B, L, D)
-        y = y + weight[W - 1 - s] * window  # (B, L, D)
+        y = torch.addcmul(y, weight[W - 1 - s], window)  # (B, L, D): y + weight * window in one pass
     new_history = padded[:, L:]  # (B, W-1, D)
     if doc_start is not None and W > 1:
         positions = torch.arange(L, L + W - 1, device=x.device)  # (W-1,) indices of the kept inputs

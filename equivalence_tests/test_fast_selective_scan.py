@@ -286,12 +286,21 @@ def _ones(*shape, dtype=torch.float64):
     return torch.ones(*shape, dtype=dtype)
 
 
+def _with(x, index, value):
+    x = x.clone()
+    x[index] = value
+    return x
+
+
 BAD_CALLS = {
     "u not a tensor": (_bad(u=np.ones((2, 3, 2))), "u"),
     "u 2-D": (_bad(u=_ones(3, 2)), "u"),
     "u empty L": (_bad(u=_ones(2, 0, 2)), "u"),
     "u NaN": (_bad(u=torch.full((2, 3, 2), float("nan"), dtype=torch.float64)), "u"),
     "u integer": (_bad(u=torch.ones(2, 3, 2, dtype=torch.int64)), "u"),
+    "u one inf": (_bad(u=_with(_ones(2, 3, 2), (1, 2, 0), float("inf"))), "u"),
+    "u inf and -inf": (_bad(u=_with(_with(_ones(2, 3, 2), (0, 0, 0), float("inf")), (1, 1, 1), -float("inf"))), "u"),
+    "C one NaN": (_bad(C=_with(_ones(2, 3, 2), (0, 2, 1), float("nan"))), "C"),
     "dt wrong shape": (_bad(dt=_ones(2, 3)), "dt"),
     "dt zero": (_bad(dt=torch.zeros(2, 3, 2, dtype=torch.float64)), "dt"),
     "dt negative": (_bad(dt=-_ones(2, 3, 2)), "dt"),
@@ -327,3 +336,13 @@ def test_fast_selective_scan_bad_input_raises_value_error_naming_the_argument(ca
     call, needle = BAD_CALLS[case]
     with pytest.raises(ValueError, match=needle):
         call()
+
+
+def test_fast_selective_scan_accepts_finite_values_whose_sum_overflows():
+    # the value check screens each tensor by its sum; finite float32 entries whose sum overflows must pass
+    args, _, _ = random_problem(0, 2, 3, 2, 2, "mamba")
+    targs = {k: _t(v, "float32") for k, v in args.items()}
+    targs["u"] = torch.full((2, 3, 2), 3e38, dtype=torch.float32)
+    assert torch.isinf(targs["u"].sum())
+    y = fast.ops.selective_scan(**targs, method="mamba")
+    assert y.shape == (2, 3, 2)

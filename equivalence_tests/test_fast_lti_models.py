@@ -636,3 +636,52 @@ def test_fast_lti_bad_input_raises_value_error_naming_the_argument(name):
     if name == "S4":  # a dense A_bar: no Triton path, said at construction
         with pytest.raises(ValueError, match="backend: S4 has no Triton kernel"):
             getattr(fast.models, name).from_reference(ref, backend="triton")
+
+
+def _projected_conv_brute_force(u, K, P_in, P_out):
+    """P_out (K * (P_in u)) by the convolution sum itself (NumPy, float64): the oracle of the spectral order."""
+    v = u @ P_in.T  # (B, L, G)
+    L = u.shape[1]
+    w = np.stack([sum(K[l] * v[:, t - l] for l in range(t + 1)) for t in range(L)], axis=1)  # (B, L, G)
+    return w @ P_out.T  # (B, L, H_out)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_fast_conv_projected_matches_the_convolution_sum_and_gradcheck(precision):
+    """``fft_conv_projected`` (FFTs on the channel sides, projections on the spectra) == the brute-force sum of
+    P_out (K * (P_in u)), with L not a power of two and more groups than channels; gradients by gradcheck."""
+    from fast.convolution import fft_conv_projected
+
+    rng = np.random.default_rng(5)
+    B, L, H_in, G, H_out = 2, 7, 3, 6, 2
+    u, K = rng.normal(size=(B, L, H_in)), rng.normal(size=(L, G))
+    P_in, P_out = rng.normal(size=(G, H_in)), rng.normal(size=(H_out, G))
+    dtype = {"float64": torch.float64, "float32": torch.float32}[precision]
+    args = [to_t(x, dtype) for x in (u, K, P_in, P_out)]
+    expected = _projected_conv_brute_force(*(x.double().numpy() for x in args))
+    assert_close(fft_conv_projected(*args), expected, precision, "projected convolution")
+    if precision == "float64":
+        leaves = [x.clone().requires_grad_(True) for x in args]
+        assert torch.autograd.gradcheck(fft_conv_projected, leaves)
+
+
+def test_fast_centaurus_pointwise_with_more_lanes_than_channels_projects_the_spectra(monkeypatch):
+    """Centaurus pointwise with J * M = 8 lanes over H = 6 channels (at B = 2 the official rule picks the "states"
+    order: 2 / H < 1 / B + 1 / (J * M)) takes the spectral order (counted), and its
+    output, in training and eval mode, equals the reference's; its input gradient passes gradcheck."""
+    import fast.models.lti._base as lti_base
+
+    calls = []
+    projected = lti_base.fft_conv_projected
+    monkeypatch.setattr(lti_base, "fft_conv_projected", lambda *a: calls.append(1) or projected(*a))
+    ref = reference.models.Centaurus(6, 4, mode="pointwise", sub_state_dim=2, seed=3)
+    model = fast.models.Centaurus.from_reference(ref)
+    assert model.contraction_order(2) == "states"
+    u = np.random.default_rng(3).normal(size=(2, 9, 6))
+    assert_close(model(to_t(u)), ref.forward(u), "float64", "Centaurus pointwise, training mode")
+    model.eval()
+    with torch.no_grad():
+        assert_close(model(to_t(u)), ref.forward(u), "float64", "Centaurus pointwise, eval mode")
+    model.train()
+    assert torch.autograd.gradcheck(lambda x: model(x), (to_t(u).requires_grad_(True),))
+    assert len(calls) >= 3

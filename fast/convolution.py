@@ -17,7 +17,7 @@ import torch
 
 from fast._checks import common_dtype, resolve_backend, tensor
 
-__all__ = ["fft_conv"]
+__all__ = ["fft_conv", "fft_conv_projected"]
 
 
 def _next_fast_len(n: int) -> int:
@@ -76,3 +76,30 @@ def fft_conv(u, K, *, backend: str = "auto"):
         y_f = torch.einsum("foi,bfi->bfo", K_f, u_f)  # (B, n_f, H_out)
     y = torch.fft.ifft(y_f, n=n, dim=1) if u.is_complex() else torch.fft.irfft(y_f, n=n, dim=1)  # (B, n, H_out)
     return y[:, :L]
+
+
+def fft_conv_projected(u: torch.Tensor, K: torch.Tensor, P_in: torch.Tensor, P_out: torch.Tensor) -> torch.Tensor:
+    """``P_out (K * (P_in u))``, the depthwise convolution of G projected channels, with the FFTs taken on
+    the H-channel sides: ``(B, L, H_out)`` from ``u (B, L, H_in)``, ``K (L, G)``, ``P_in (G, H_in)`` and
+    ``P_out (H_out, G)``, all real and of one precision.
+
+    The FFT is linear over channels, so rfft(P_in u) = P_in rfft(u) and irfft(P_out Y) = P_out irfft(Y):
+
+        y = irfft(P_out (K_hat . (P_in rfft(u))))
+
+    runs H_in + H_out transforms instead of 2 G, at the price of projecting complex spectra (twice the real
+    products of projecting the signals). Worth it when G exceeds the channel counts: Centaurus pointwise
+    (G = 1024 lanes, H = 128) measured about 1.8x faster than projecting in time; the caller decides. No
+    argument checks: an internal helper of the fast models, which pass checked tensors.
+    """
+    L = u.shape[1]
+    n = _next_fast_len(L + K.shape[0] - 1)
+    U = torch.fft.rfft(u, n=n, dim=1)  # (B, n_f, H_in)
+    K_f = torch.fft.rfft(K, n=n, dim=0)  # (n_f, G)
+    # the spectra projected as real and imaginary parts: two real matrix products each way
+    V_re, V_im = U.real @ P_in.T, U.imag @ P_in.T  # (B, n_f, G) each
+    K_re, K_im = K_f.real.contiguous(), K_f.imag.contiguous()  # (n_f, G) each (strided views multiply slowly)
+    Z_re = torch.addcmul(V_re * K_re, V_im, K_im, value=-1.0)  # (B, n_f, G): Re(K_hat . V)
+    Z_im = torch.addcmul(V_re * K_im, V_im, K_re)  # (B, n_f, G): Im(K_hat . V)
+    Y = torch.complex(Z_re @ P_out.T, Z_im @ P_out.T)  # (B, n_f, H_out)
+    return torch.fft.irfft(Y, n=n, dim=1)[:, :L]  # (B, L, H_out)

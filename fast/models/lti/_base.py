@@ -57,7 +57,7 @@ from typing import NamedTuple
 import torch
 
 from fast._checks import complex_dtype, positive_int, real_dtype
-from fast.convolution import fft_conv
+from fast.convolution import fft_conv, fft_conv_projected
 from fast.models._base import FastModel
 from fast.response import frequency_response as _frequency_response
 
@@ -351,7 +351,10 @@ class FastLTIModel(FastModel):
         L = u.shape[1]
         order = self._order(sys, u.shape[0])
         K = self._cached_kernel(sys, L, order)  # (L, H) / (L, G) / (L, H, H)
-        if order == "states":
+        if order == "states" and _wide(sys, K.shape[1]):
+            # more groups than channels: the FFTs on the channel sides, the projections on the spectra
+            y = fft_conv_projected(u, K, sys.P_in.to(u.dtype), sys.P_out.to(u.dtype))  # (B, L, H)
+        elif order == "states":
             v = _project(u, sys.P_in)  # (B, L, G)
             y = _project(fft_conv(v, K), sys.P_out)  # (B, L, H)
         elif order == "lanes":
@@ -405,6 +408,13 @@ class FastLTIModel(FastModel):
         if sys.D is not None:
             y = y + sys.D * u_t
         return y, x.reshape(-1, G * M)
+
+
+def _wide(sys: LaneSystem, groups: int) -> bool:
+    """Whether both projections exist and the G groups outnumber the input and the output channels."""
+    if sys.P_in is None or sys.P_out is None:
+        return False
+    return groups > max(sys.P_in.shape[1], sys.P_out.shape[0])
 
 
 def _project(z: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:

@@ -534,6 +534,23 @@ def test_fast_s4_c_tilde_and_cauchy_sums_match_reference(data, L, J):
     assert_close(cauchy_conjugate_pairs(to_t(v), to_t(z), to_t(w)), expected, "float64", "paired Cauchy sums")
 
 
+def test_fast_s4_real_form_and_paired_form_are_inverse_and_act_alike():
+    """A paired complex matrix M = [[M1, M2], [conj M2, conj M1]] and its real form act alike on a paired
+    vector [x, conj x] and on [Re x, Im x]; ``paired_form`` undoes ``real_form`` and the converse."""
+    from fast.models.lti.s4 import paired, paired_form, real_form
+
+    rng = np.random.default_rng(2)
+    M1, M2 = (to_t(rng.normal(size=(3, 4, 4)) + 1j * rng.normal(size=(3, 4, 4))) for _ in range(2))
+    M = torch.cat([torch.cat([M1, M2], -1), torch.cat([M2.conj(), M1.conj()], -1)], -2)  # (3, 8, 8)
+    x = to_t(rng.normal(size=(3, 4)) + 1j * rng.normal(size=(3, 4)))  # (3, 4)
+    y = torch.einsum("hmn,hn->hm", M, paired(x))[:, :4]  # (3, 4): the stored half of M [x, conj x]
+    r = torch.einsum("hmn,hn->hm", real_form(M), torch.cat([x.real, x.imag], -1))  # (3, 8)
+    assert_close(r, torch.cat([y.real, y.imag], -1), "float64", "real form acting on [Re x, Im x]")
+    assert_close(paired_form(real_form(M)), M, "float64", "paired_form(real_form(M))")
+    R = to_t(rng.normal(size=(3, 8, 8)))
+    assert_close(real_form(paired_form(R)), R, "float64", "real_form(paired_form(R))")
+
+
 @pytest.mark.parametrize("block", [1, 60, 2**18])
 def test_fast_s4_cauchy_sums_in_channel_blocks_match_reference(monkeypatch, block):
     """The Cauchy sums run in blocks of channels (rows = block // (N/2 * J)): one row per block, blocks of

@@ -33,8 +33,8 @@ images z = 2 (1 - omega) / (1 + omega).
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import NamedTuple
 
 import torch
 
@@ -43,17 +43,34 @@ from fast.discretization import cond_limit, matrix_exp
 from fast.models.lti._base import DiscreteSystem, FastLTIModel
 from reference.models.lti.s4 import S4 as _ReferenceS4
 
-__all__ = ["S4", "DenseSystem", "cauchy_conjugate_pairs", "real_form"]
+__all__ = ["S4", "DenseSystem", "cauchy_conjugate_pairs", "paired_form", "real_form"]
 
 
-class DenseSystem(NamedTuple):
-    """The discrete S4 core, one dense paired system per channel."""
+class DenseSystem:
+    """The discrete S4 core, one dense paired system per channel.
 
-    A_bar: torch.Tensor  # (H, N, N) complex
-    B_bar: torch.Tensor  # (H, N) complex
-    C: torch.Tensor  # (H, N) complex: C_f, the paired output row
-    D: torch.Tensor  # (H,)
-    A_bar_minus_I: torch.Tensor  # (H, N, N): A_bar - I without cancellation (kernel only)
+    A_bar is held as the real form (``real_form``) of A_bar - I, ``A_real_minus_I (H, N, N)`` real, which is
+    all the training kernel needs; the complex paired matrices ``A_bar_minus_I`` and ``A_bar (H, N, N)`` are
+    built from it on first use (the recurrence, the initial-state response, the zoh and dirac kernels)."""
+
+    def __init__(self, A_real_minus_I, B_bar, C, D, A_bar_minus_I=None):
+        self.A_real_minus_I = A_real_minus_I  # (H, N, N) real: A_bar - I on [Re x, Im x]
+        self.B_bar = B_bar  # (H, N) complex
+        self.C = C  # (H, N) complex: C_f, the paired output row
+        self.D = D  # (H,)
+        if A_bar_minus_I is not None:
+            self.__dict__["A_bar_minus_I"] = A_bar_minus_I  # known already: the cached_property is skipped
+
+    @functools.cached_property
+    def A_bar_minus_I(self) -> torch.Tensor:
+        """A_bar - I, ``(H, N, N)`` complex paired, from its real form (``paired_form``)."""
+        return paired_form(self.A_real_minus_I)
+
+    @functools.cached_property
+    def A_bar(self) -> torch.Tensor:
+        """``(H, N, N)`` complex paired."""
+        N = self.B_bar.shape[-1]
+        return torch.eye(N, dtype=self.B_bar.dtype, device=self.B_bar.device) + self.A_bar_minus_I
 
 
 def paired(x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +128,16 @@ def real_form(M: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([S.real, -Dm.imag], dim=-1), torch.cat([S.imag, Dm.real], dim=-1)], dim=-2)
 
 
+def paired_form(R: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``real_form``: the complex paired ``(..., N, N)`` matrix of a real one on
+    [Re x, Im x]. With R = [[R11, R12], [R21, R22]], M1 + M2 = R11 + i R21 and M1 - M2 = R22 - i R12."""
+    n = R.shape[-1] // 2
+    R11, R12, R21, R22 = R[..., :n, :n], R[..., :n, n:], R[..., n:, :n], R[..., n:, n:]
+    M1 = torch.complex(R11 + R22, R21 - R12) / 2.0  # (..., N/2, N/2)
+    M2 = torch.complex(R11 - R22, R21 + R12) / 2.0  # (..., N/2, N/2)
+    return torch.cat([torch.cat([M1, M2], dim=-1), torch.cat([M2.conj(), M1.conj()], dim=-1)], dim=-2)
+
+
 def _times_geometric(w: torch.Tensor, A: torch.Tensor, L: int) -> torch.Tensor:
     """w S_L with S_L = sum_{l<L} A^l, for a row vector per channel: ``(H, N)`` from ``w (H, N)``,
     ``A (H, N, N)``. Doubling on the binary digits of L, with one matrix product per digit (A^m) and
@@ -141,7 +168,7 @@ def _powers_times(A: torch.Tensor, X: torch.Tensor, L: int) -> torch.Tensor:
     return M[:L]
 
 
-def _check_bilinear(A: torch.Tensor, Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> None:
+def _check_bilinear(state_matrix, Lambda: torch.Tensor, P: torch.Tensor, dt: torch.Tensor) -> None:
     """The refusal of ``fast.discretize``'s dense bilinear map (cond(I - dt A / 2) over the limit of the
     precision), without a singular value decomposition per channel in the usual case.
 
@@ -150,7 +177,8 @@ def _check_bilinear(A: torch.Tensor, Lambda: torch.Tensor, P: torch.Tensor, dt: 
     the smallest singular value is at least 1, and cond is at most the largest one, itself at most the
     Frobenius norm sqrt(N) + dt / 2 (||Lambda_f|| + ||P_f||^2) (triangle inequality). Only channels where
     that bound fails (absurdly large or non-finite parameters) get the exact test.
-    ``A (H, N, N)`` the state matrices, ``Lambda, P (H, N/2)`` their parts, ``dt (H,)``."""
+    ``state_matrix()`` builds the state matrices ``(H, N, N)`` (only called then), ``Lambda, P (H, N/2)`` are
+    their parts, ``dt (H,)``."""
     limit = cond_limit(Lambda.dtype)
     Lambda, P, dt = Lambda.detach(), P.detach(), dt.detach()
     N = 2 * Lambda.shape[-1]
@@ -159,7 +187,7 @@ def _check_bilinear(A: torch.Tensor, Lambda: torch.Tensor, P: torch.Tensor, dt: 
     suspect = ~(math.sqrt(N) + dt / 2.0 * (norm_Lambda + norm_PP) <= limit)  # (H,): NaN counts as suspect
     if not bool(suspect.any()):
         return
-    A = A.detach()[suspect]  # (H', N, N)
+    A = state_matrix().detach()[suspect]  # (H', N, N)
     left = torch.eye(N, dtype=A.dtype, device=A.device) - dt[suspect, None, None] * A / 2.0  # (H', N, N)
     if not bool((torch.linalg.cond(left) <= limit).all()):
         raise ValueError("bilinear: I - dt*A/2 is singular (an eigenvalue with dt*lambda = 2)")
@@ -194,12 +222,12 @@ class S4(FastLTIModel):
 
     def discretized(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A_bar (H, N, N), B_bar (H, N))``: each channel discretized densely with its own step."""
-        A_bar_minus_I, B_bar = self._discretize_channels()  # (H, N, N), (H, N)
-        return torch.eye(B_bar.shape[-1], dtype=B_bar.dtype, device=B_bar.device) + A_bar_minus_I, B_bar
+        sys = self._build_system()
+        return sys.A_bar, sys.B_bar
 
-    def _discretize_channels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every channel at once, by the rules of ``fast.discretize`` on a batch: ``(A_bar - I (H, N, N),
-        B_bar (H, N))``, A_bar - I computed without the cancellation of A_bar's diagonal against I.
+    def _build_system(self) -> DenseSystem:
+        """Every channel at once, by the rules of ``fast.discretize`` on a batch, with A_bar - I computed
+        without the cancellation of A_bar's diagonal against I.
 
         bilinear: with M = I - dt A / 2, A_bar = M^{-1} (I + dt A / 2) = 2 M^{-1} - I, so A_bar - I =
         2 (M^{-1} - I) and B_bar = M^{-1} dt B. S4's M is diagonal plus rank one,
@@ -209,35 +237,40 @@ class S4(FastLTIModel):
 
         O(N^2) per channel instead of a dense solve, with E^{-1} - I = (dt Lambda_f / 2) / E elementwise (no
         cancellation) and a denominator of real part >= 1 (Re E >= 1 when Re Lambda < 0): no division is
-        ill-conditioned. zoh and dirac (whose A_bar is zoh's and B_bar = B): the exponential of the block
-        matrix dt [[A, [A, B]], [0, 0]], whose top-right block holds A^{-1} (e^{dt A} - I) [A, B] =
-        [A_bar - I, B_bar]."""
-        A = self.state_matrix()  # (H, N, N)
+        ill-conditioned. Every factor is a paired vector and the denominator is real, so the real form of
+        A_bar - I = 2 diag(delta) - 2 w v^T (delta = E^{-1} - I, w = (dt / 2) E^{-1} P_f / denominator,
+        v = conj(P_f) / E) is assembled directly from the stored halves: 2 [[diag(Re delta), -diag(Im delta)],
+        [diag(Im delta), diag(Re delta)]] - 4 [Re w; Im w] [Re v, -Im v]. zoh and dirac (whose A_bar is zoh's
+        and B_bar = B): the exponential of the block matrix dt [[A, [A, B]], [0, 0]], whose top-right block
+        holds A^{-1} (e^{dt A} - I) [A, B] = [A_bar - I, B_bar]."""
         B_f = paired(self.param("B"))  # (H, N)
-        H, N = B_f.shape
+        C_f, H, N = paired(self.param("C")), B_f.shape[0], B_f.shape[1]
         dt = torch.exp(self.log_dt)[:, None]  # (H, 1)
         if self.discretization == "bilinear":
-            _check_bilinear(A, self.eigenvalues(), self.param("P"), dt[:, 0])
-            half_dt_Lambda = dt / 2.0 * paired(self.eigenvalues())  # (H, N)
-            E = 1.0 - half_dt_Lambda  # (H, N): the diagonal of E
-            P_f = paired(self.param("P"))  # (H, N)
-            u, v = P_f / E, P_f.conj() / E  # (H, N): E^{-1} P_f and the row P_f^* E^{-1}
-            denom = 1.0 + dt / 2.0 * (P_f.conj() * u).sum(-1, keepdim=True)  # (H, 1)
-            w = dt / 2.0 * u / denom  # (H, N)
-            M_inv_minus_I = torch.diag_embed(half_dt_Lambda / E) - w[:, :, None] * v[:, None, :]  # (H, N, N)
-            B_bar = dt * (B_f / E - w * (v * B_f).sum(-1, keepdim=True))  # (H, N): M^{-1} dt B_f
-            return 2.0 * M_inv_minus_I, B_bar
+            _check_bilinear(self.state_matrix, self.eigenvalues(), self.param("P"), dt[:, 0])
+            half_dt_Lambda = dt / 2.0 * self.eigenvalues()  # (H, N/2)
+            E = 1.0 - half_dt_Lambda  # (H, N/2): the stored half of diag(E)
+            P = self.param("P")  # (H, N/2)
+            u, v = P / E, P.conj() / E  # (H, N/2): halves of E^{-1} P_f and of the row P_f^* E^{-1}
+            denom = 1.0 + dt * (P.conj() * u).sum(-1, keepdim=True).real  # (H, 1): 1 + (dt/2) P_f^* E^{-1} P_f
+            w = dt / 2.0 * u / denom  # (H, N/2)
+            delta = half_dt_Lambda / E  # (H, N/2): E^{-1} - I
+            d_re, d_im = torch.diag_embed(delta.real), torch.diag_embed(delta.imag)  # (H, N/2, N/2)
+            diag_part = torch.cat([torch.cat([d_re, -d_im], -1), torch.cat([d_im, d_re], -1)], -2)  # (H, N, N)
+            left = torch.cat([w.real, w.imag], dim=-1)  # (H, N)
+            right = torch.cat([v.real, -v.imag], dim=-1)  # (H, N)
+            A_real_minus_I = 2.0 * diag_part - 4.0 * left[:, :, None] * right[:, None, :]  # (H, N, N)
+            w_f, v_f = paired(w), paired(v)  # (H, N)
+            B_bar = dt * (B_f / paired(E) - w_f * (v_f * B_f).sum(-1, keepdim=True))  # (H, N): M^{-1} dt B_f
+            return DenseSystem(A_real_minus_I, B_bar, C_f, self.D)
+        A = self.state_matrix()  # (H, N, N)
         R = dt[:, :, None] * torch.cat([A, B_f[:, :, None]], dim=-1)  # (H, N, N + 1): dt [A, B]
         below = torch.zeros(H, N + 1, 2 * N + 1, dtype=A.dtype, device=A.device)  # (H, N + 1, 2N + 1)
         M = torch.cat([torch.cat([dt[:, :, None] * A, R], dim=-1), below], dim=-2)  # (H, 2N + 1, 2N + 1)
         X = matrix_exp(M)[:, :N, N:]  # (H, N, N + 1): the top-right block
         B_bar = B_f if self.discretization == "dirac" else X[..., N]  # (H, N)
-        return X[..., :N], B_bar
-
-    def _build_system(self) -> DenseSystem:
-        A_bar_minus_I, B_bar = self._discretize_channels()  # (H, N, N), (H, N)
-        A_bar = torch.eye(B_bar.shape[-1], dtype=B_bar.dtype, device=B_bar.device) + A_bar_minus_I  # (H, N, N)
-        return DenseSystem(A_bar, B_bar, paired(self.param("C")), self.D, A_bar_minus_I)
+        A_bar_minus_I = X[..., :N]  # (H, N, N)
+        return DenseSystem(real_form(A_bar_minus_I), B_bar, C_f, self.D, A_bar_minus_I)
 
     def ssm(self) -> DiscreteSystem:
         """All channels as one block-diagonal dense system (S = H*N, h-major, readout re)."""
@@ -266,7 +299,7 @@ class S4(FastLTIModel):
         complex flops), and C_tilde, paired again, is read back from its real row."""
         n = sys.C.shape[-1] // 2
         c = sys.C[:, :n]  # (H, N/2): the stored half of C_f
-        E = real_form(sys.A_bar_minus_I)  # (H, N, N) real: A_bar - I on [Re x, Im x]
+        E = sys.A_real_minus_I  # (H, N, N) real: A_bar - I on [Re x, Im x]
         A_r = E + torch.eye(2 * n, dtype=E.dtype, device=E.device)  # (H, N, N) real: A_bar
         row = torch.cat([2.0 * c.real, -2.0 * c.imag], dim=-1)  # (H, N) real: C_f in real coordinates
         t = -_times_geometric(torch.einsum("hm,hmn->hn", row, E), A_r, L)  # (H, N): C_tilde's real row
@@ -289,8 +322,8 @@ class S4(FastLTIModel):
             dt_Lambda = dt * self.eigenvalues()  # (H, N/2): poles of the Cauchy sums
             # The computed omega_{L/2} is -1 + O(eps) i, never exactly -1 (see the reference), so z stays
             # finite, and 2 / (1 + omega) cancels the same rounded (1 + omega).
-            z = (2.0 * one_minus_omega / (1.0 + omega)).to(sys.A_bar.dtype)  # (J,)
-            factor = (2.0 / (1.0 + omega)).to(sys.A_bar.dtype)  # (J,)
+            z = (2.0 * one_minus_omega / (1.0 + omega)).to(sys.B_bar.dtype)  # (J,)
+            factor = (2.0 / (1.0 + omega)).to(sys.B_bar.dtype)  # (J,)
             C_tilde = C_tilde_f[:, :N2]  # (H, N/2): the stored half of a conjugate-paired row
             P, B = self.param("P"), self.param("B")  # (H, N/2)
             Q = P.conj()  # (H, N/2)
@@ -300,7 +333,7 @@ class S4(FastLTIModel):
             K_hat = k_hat * factor  # (H, J)
         else:
             # I - omega A_bar = -(A_bar - I) + (1 - omega) A_bar: exact at omega = 1, no cancellation near it
-            w = one_minus_omega.to(sys.A_bar.dtype)[:, None, None, None]  # (J, 1, 1, 1)
+            w = one_minus_omega.to(sys.B_bar.dtype)[:, None, None, None]  # (J, 1, 1, 1)
             M = w * sys.A_bar[None] - sys.A_bar_minus_I[None]  # (J, H, N, N)
             rhs = sys.B_bar[None, :, :, None].expand(M.shape[0], -1, -1, 1)  # (J, H, N, 1)
             X = torch.linalg.solve(M, rhs)[..., 0]  # (J, H, N)

@@ -6,7 +6,10 @@
 
 Every case runs in its own subprocess, so that its peak resident memory (ru_maxrss, minus what the process
 held after imports and set-up) is its own; on CUDA the peak is torch.cuda.max_memory_allocated. Times are
-the median of repeated runs after a warm-up. Ratios are formed only between numbers measured in this run.
+the median of repeated runs after a warm-up. Ratios are formed only between numbers measured in this run; the
+target ratios (an LTI forward against the FFT floor, an LTV forward against the sequential loop) come from the
+two timed in alternation in one process (``benchmarks.case.timed_alternating``), since on a shared machine times
+taken minutes apart in separate processes drift by tens of percent; both are printed.
 
 Rows per model:
   fast          the fast model's forward (and forward + backward)
@@ -123,14 +126,15 @@ def main(argv=None):
         if gpu_triton and name != "S4":  # S4 has no Triton path
             impls += ["fast triton", "fast triton+backward"]
         for impl in impls:
-            rows.append(run_case({**base, "impl": impl}, args.timeout))
+            rows.append(run_case({**base, "impl": impl, **_pairing(name, impl)}, args.timeout))
             print(_line(rows[-1]), flush=True)
         if name in LTI:
             rows.append(run_case({**base, "impl": "fft floor"}, args.timeout))
             print(_line(rows[-1]), flush=True)
         if name == "Centaurus":  # "full" convolves H x H kernels: its own lines, against H fft floors
             for impl in ("fast", "fast eval"):
-                rows.append(run_case({**base, "impl": impl, "options": {"mode": "full"}}, args.timeout))
+                spec = {**base, "impl": impl, "options": {"mode": "full"}, **_pairing(name, impl)}
+                rows.append(run_case(spec, args.timeout))
                 print(_line(rows[-1]), flush=True)
         for L in sweep:
             if L == L0:
@@ -142,7 +146,8 @@ def main(argv=None):
                 print(_line(rows[-1]), flush=True)
 
     with open(RESULTS / "results.csv", "w", newline="") as f:
-        keys = ["model", "impl", "B", "L", "H", "N", "device", "seconds", "peak_bytes", "status"]
+        keys = ["model", "impl", "B", "L", "H", "N", "device", "seconds", "peak_bytes", "status", "paired",
+                "paired_seconds"]
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -160,6 +165,16 @@ def main(argv=None):
     print(_ratios(rows, L0))
     _plot(rows, RESULTS / "sweep.png")
     print(f"\nwritten: {RESULTS / 'results.csv'}, {RESULTS / 'sweep.png'}")
+
+
+def _pairing(name: str, impl: str) -> dict:
+    """The partner a standard-size case is also timed against in its own process, in alternation (the ratios
+    of issue 5): an LTI forward against the FFT floor, an LTV forward against the sequential loop."""
+    if impl in ("fast", "fast eval") and name in LTI:
+        return {"paired": "fft floor"}
+    if impl == "fast" and name in LTV:
+        return {"paired": "sequential"}
+    return {}
 
 
 def _line(r):
@@ -186,15 +201,24 @@ def _ratios(rows, L0) -> str:
         full = r.get("options", {}).get("mode") == "full"
         label = m + ("/full" if full else "") + (" eval" if r["impl"] == "fast eval" else "")
         seq, ref, floor = t(m, "sequential"), t(m, "reference"), t(m, "fft floor")
+        pair = r.get("paired_seconds")  # (fast, partner) timed in alternation in one process
         parts = []
-        if seq and not full and r["impl"] == "fast":
+        if r.get("paired") == "sequential" and pair:
+            parts.append(f"sequential loop / fast = {pair[1] / pair[0]:.1f}x interleaved"
+                         + (f" ({seq / r['seconds']:.1f}x from separate processes)" if seq else ""))
+        elif seq and not full and r["impl"] == "fast":
             parts.append(f"sequential loop / fast = {seq / r['seconds']:.1f}x")
         if ref and not full and r["impl"] == "fast":
             parts.append(f"reference / fast = {ref / r['seconds']:.1f}x")
-        if floor:
-            factor = r["H"] if full else 1
+        factor = r["H"] if full else 1
+        if r.get("paired") == "fft floor" and pair:
+            parts.append(f"fast / (fft floor x {factor}) = {pair[0] / (pair[1] * factor):.2f} interleaved"
+                         + (f" ({r['seconds'] / (floor * factor):.2f} from separate processes)" if floor else ""))
+        elif floor:
             parts.append(f"fast / (fft floor x {factor}) = {r['seconds'] / (floor * factor):.2f}")
         out.append(f"  {label:20s} " + "; ".join(parts))
+    out.append("  (interleaved: the case and its partner timed in alternation in one process, the ratio the "
+               "targets are read from;\n   separate processes: times taken minutes apart on this shared machine)")
     return "\n".join(out)
 
 

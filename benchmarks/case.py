@@ -1,6 +1,8 @@
 """One benchmark case, run in its own process: ``python -m benchmarks.case '<json spec>'``.
 
-Prints one JSON line: the spec plus ``seconds`` (median forward time), ``peak_bytes`` and ``device``.
+Prints one JSON line: the spec plus ``seconds`` (median forward time), ``peak_bytes`` and ``device``. With
+``"paired": <impl>`` in the spec it then times the case and that partner in alternation in this process
+(``timed_alternating``) and adds ``paired_seconds``: (this case, the partner), the pair a ratio is taken from.
 ``impl``: "fast" (training mode), "fast eval" (eval mode: LTI kernels cached), "fast+backward" (backend
 torch); "fast triton", "fast triton+backward" (backend triton, on a CUDA device); "sequential" (a torch loop
 of ``step``), "reference" (NumPy), "fft floor".
@@ -53,11 +55,42 @@ def model_args(spec):
     return (H, N), options
 
 
+def timed_alternating(fn_a, fn_b, device, budget: float = 6.0, min_reps: int = 3) -> tuple[float, float]:
+    """Median times of two functions run in alternation (a, b, a, b, ...) after a warm-up of each: both see
+    the same state of the machine, so their ratio is steadier than one of times taken minutes apart."""
+    fn_a()
+    fn_b()
+    _sync(device)
+    times_a, times_b = [], []
+    while len(times_a) < min_reps or (sum(times_a) + sum(times_b) < budget and len(times_a) < 50):
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def main():
     spec = json.loads(sys.argv[1])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run, device_name = runner(spec, spec["impl"], device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    before = _peak_rss()
+    seconds = timed(run, device)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss() - before
+    result = {**spec, "seconds": seconds, "peak_bytes": peak, "device": device_name, "status": "ok"}
+    if spec.get("paired"):  # after the peak was read: the partner's memory does not count
+        partner, _ = runner(spec, spec["paired"], device)
+        result["paired_seconds"] = timed_alternating(run, partner, device)  # (this impl, the partner)
+    print(json.dumps(result))
+
+
+def runner(spec: dict, impl: str, device):
+    """``(run, device name)``: a function that runs ``impl`` once on the spec's model and input."""
     B, L, H = spec["B"], spec["L"], spec["H"]
-    impl, name = spec["impl"], spec["model"]
+    name = spec["model"]
     rng = np.random.default_rng(0)
     u_np = rng.normal(size=(B, L, H)).astype(np.float32)
     args, options = model_args(spec)
@@ -107,13 +140,7 @@ def main():
                         _, state = model.step(u[:, k], state)
         else:
             raise ValueError(f"impl: unknown {impl!r}")
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    before = _peak_rss()
-    seconds = timed(run, device)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss() - before
-    print(json.dumps({**spec, "seconds": seconds, "peak_bytes": peak, "device": device_name, "status": "ok"}))
+    return run, device_name
 
 
 if __name__ == "__main__":

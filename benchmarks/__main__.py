@@ -6,10 +6,12 @@
 
 Every case runs in its own subprocess, so that its peak resident memory (ru_maxrss, minus what the process
 held after imports and set-up) is its own; on CUDA the peak is torch.cuda.max_memory_allocated. Times are
-the median of repeated runs after a warm-up. Ratios are formed only between numbers measured in this run; the
-target ratios (an LTI forward against the FFT floor, an LTV forward against the sequential loop) come from the
-two timed in alternation in one process (``benchmarks.case.timed_alternating``), since on a shared machine times
-taken minutes apart in separate processes drift by tens of percent; both are printed.
+the median of repeated runs after a warm-up. Ratios are formed only between numbers measured in this run. The
+target ratios (an LTI forward against the FFT floor, an LTV forward against the sequential loop) are printed
+twice: from the two cases timed alone in separate processes, and from the two timed in alternation in one
+process (``benchmarks.case.timed_alternating``). On a shared machine times taken minutes apart drift by tens of
+percent; in alternation both see the same machine, but each also runs on memory the other just freed (fresh
+pages), which slows an FFT round trip that alone in a loop reuses its buffers. Neither is the single truth.
 
 Rows per model:
   fast          the fast model's forward (and forward + backward)
@@ -217,8 +219,9 @@ def _ratios(rows, L0) -> str:
         elif floor:
             parts.append(f"fast / (fft floor x {factor}) = {r['seconds'] / (floor * factor):.2f}")
         out.append(f"  {label:20s} " + "; ".join(parts))
-    out.append("  (interleaved: the case and its partner timed in alternation in one process, the ratio the "
-               "targets are read from;\n   separate processes: times taken minutes apart on this shared machine)")
+    out.append("  (interleaved: the case and its partner timed in alternation in one process: the same state of the "
+               "machine,\n   but each pays for the memory the other freed; separate processes: each timed alone, "
+               "minutes apart)")
     return "\n".join(out)
 
 

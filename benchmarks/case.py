@@ -57,7 +57,8 @@ def model_args(spec):
 
 def timed_alternating(fn_a, fn_b, device, budget: float = 6.0, min_reps: int = 3) -> tuple[float, float]:
     """Median times of two functions run in alternation (a, b, a, b, ...) after a warm-up of each: both see
-    the same state of the machine, so their ratio is steadier than one of times taken minutes apart."""
+    the same state of the machine (times taken minutes apart drift), though each then runs on memory the other
+    just freed rather than on its own warm buffers."""
     fn_a()
     fn_b()
     _sync(device)

@@ -89,7 +89,7 @@ def fft_conv_projected(u: torch.Tensor, K: torch.Tensor, P_in: torch.Tensor, P_o
 
     runs H_in + H_out transforms instead of 2 G, at the price of projecting complex spectra (twice the real
     products of projecting the signals). Worth it when G exceeds the channel counts: Centaurus pointwise
-    (G = 1024 lanes, H = 128) measured about 1.8x faster than projecting in time; the caller decides. No
+    (G = 1024 lanes, H = 128) measured 1.4-1.8x faster than projecting in time; the caller decides. No
     argument checks: an internal helper of the fast models, which pass checked tensors.
     """
     L = u.shape[1]

@@ -116,12 +116,11 @@ def runner(spec: dict, impl: str, device):
         u = torch.from_numpy(u_np).to(device)
         device_name = str(device)
         impl = impl.replace("fast triton", "fast")
-        if impl == "fast":  # training mode: an LTI model computes its kernel in every call
-            def run():
-                with torch.no_grad():
-                    return model.forward(u)
-        elif impl == "fast eval":  # eval mode, no gradients: an LTI model's kernel is cached after the warm-up
-            model.eval()
+        if impl in ("fast", "fast eval"):
+            # training mode: an LTI model computes its kernel in every call; eval mode, no gradients: an LTI
+            # model's kernel is cached after the warm-up
+            if impl == "fast eval":
+                model.eval()
 
             def run():
                 with torch.no_grad():

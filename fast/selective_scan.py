@@ -221,14 +221,13 @@ def _cumulative_chunk(u, s, dt_B, A, B, C, h, method: str, buffers: _Buffers | N
         S = torch.baddbmm(h_flat, ones, w.view(Bsz, T, Dch * N), out=buffers.S)  # (B, T, D*N)
         x = S.view(Bsz, T, Dch, N).mul_(E)  # (B, T, D, N)
         y = torch.mul(x, C[:, :, None, :], out=buffers.w).sum(-1)  # (B, T, D): w is free again
-        return y, x[:, -1].clone()
     else:
         E = torch.exp(s[..., None] * A)  # (B, T, D, N)
         w = (gain * u[..., None]) * B[:, :, None, :] / E  # (B, T, D, N): B_bar_j u_j / E_j
         # h + sum_{j<=t} w_j as one batched product (torch's cumsum along a middle axis is several times slower)
         S = torch.baddbmm(h_flat, ones, w.reshape(Bsz, T, Dch * N))  # (B, T, D*N)
         x = E * S.reshape(Bsz, T, Dch, N)  # (B, T, D, N)
-    y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D): faster than einsum's batched matrix-vector product
+        y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D): faster than einsum's batched matrix-vector product
     return y, x[:, -1].clone()
 
 

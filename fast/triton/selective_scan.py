@@ -60,6 +60,7 @@ import functools
 
 import torch
 
+from fast.discretization import rule_steps
 from fast.selective_scan import SelectiveScanArgs, check_selective_scan_args
 from fast.triton._tiles import next_power_of_2, power_of_two
 
@@ -538,7 +539,7 @@ def run_checked(
         raise ValueError(f"{why[0]}: {why[1]}")
     if method == "bilinear" and bool((A > 0).any()):
         # 1 - s lam / 2 = 0 is possible only for lam > 0; the reference refuses that singular map
-        s = dt if tau is None else dt * tau[..., None]  # (B, L, D)
+        s, _ = rule_steps(method, dt, None if tau is None else tau[..., None])  # (B, L, D): bilinear's step
         if bool((1.0 - s[..., None] * A / 2.0 == 0).any()):
             raise ValueError("bilinear: 1 - dt*lambda/2 = 0 for some eigenvalue (the map is singular there)")
     tensors = {"u": u, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": h0,

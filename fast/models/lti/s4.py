@@ -247,10 +247,10 @@ class S4(FastLTIModel):
         C_f, H, N = paired(self.param("C")), B_f.shape[0], B_f.shape[1]
         dt = torch.exp(self.log_dt)[:, None]  # (H, 1)
         if self.discretization == "bilinear":
-            _check_bilinear(self.state_matrix, self.eigenvalues(), self.param("P"), dt[:, 0])
-            half_dt_Lambda = dt / 2.0 * self.eigenvalues()  # (H, N/2)
+            Lambda, P = self.eigenvalues(), self.param("P")  # (H, N/2) each
+            _check_bilinear(self.state_matrix, Lambda, P, dt[:, 0])
+            half_dt_Lambda = dt / 2.0 * Lambda  # (H, N/2)
             E = 1.0 - half_dt_Lambda  # (H, N/2): the stored half of diag(E)
-            P = self.param("P")  # (H, N/2)
             u, v = P / E, P.conj() / E  # (H, N/2): halves of E^{-1} P_f and of the row P_f^* E^{-1}
             denom = 1.0 + dt * (P.conj() * u).sum(-1, keepdim=True).real  # (H, 1): 1 + (dt/2) P_f^* E^{-1} P_f
             w = dt / 2.0 * u / denom  # (H, N/2)

@@ -40,12 +40,18 @@ Backends. ``"torch"`` (and ``"auto"`` on CPU tensors) runs the convolution above
 ``(B, L, G, M)`` through the Triton diagonal scan kernel ``fast.triton.linear_scan``, then the readout --
 the scan path that S5 and LRU are defined by. S4's dense A_bar has no such path (``no_triton``).
 
+Convolution layout. The FFTs run along the last axis of a channels-first view (``fast.convolution``:
+``conv_depthwise``, ``conv_projected``), a complex projection is one real matrix product on interleaved
+real and imaginary parts (``_into_lanes``, ``_read_lanes``), and the skip term D u is added into the
+fresh contiguous output (``_plus_skip``).
+
 Caching. In training the kernel is computed on the fly, so that gradients reach the parameters. In
 eval mode, when no gradient can reach a parameter (``torch.no_grad()``, ``torch.inference_mode()`` or
-frozen parameters), the discrete system and the kernels (one per length, the last few lengths) are
-cached. The cache is keyed on every parameter's identity, version counter (bumped by in-place
-updates: optimizer steps, ``load_state_dict``), dtype and device, so it is never stale; ``train()``
-and ``.to()`` drop it. In eval mode with gradients enabled the kernel is recomputed (a cached kernel
+frozen parameters), the discrete system and the kernels' spectra at the FFT length (what ``forward``
+multiplies by; the last few lengths, and the time-domain kernels that ``kernel`` returns) are cached.
+The cache is keyed on every parameter's identity, version counter (bumped by in-place updates:
+optimizer steps, ``load_state_dict``), dtype and device, so it is never stale; ``train()`` and ``.to()``
+drop it. In eval mode with gradients enabled the kernel is recomputed (a cached kernel
 would either carry a spent autograd graph or silently cut the gradient).
 """
 
@@ -57,13 +63,20 @@ from typing import NamedTuple
 import torch
 
 from fast._checks import complex_dtype, positive_int, real_dtype
-from fast.convolution import fft_conv, fft_conv_projected
+from fast.convolution import (
+    conv_depthwise,
+    conv_full,
+    conv_projected,
+    depthwise_spectrum,
+    fft_length,
+    full_spectrum,
+)
 from fast.models._base import FastModel
 from fast.response import frequency_response as _frequency_response
 
 __all__ = ["FastLTIModel", "LaneSystem", "DiscreteSystem", "vandermonde", "reverse_vandermonde"]
 
-_MAX_CACHED_LENGTHS = 4
+_MAX_CACHED_KERNELS = 4
 
 
 class LaneSystem(NamedTuple):
@@ -198,16 +211,31 @@ class FastLTIModel(FastModel):
             cache["system"] = self._build_system()
         return cache["system"]
 
-    def _cached_kernel(self, sys, L: int, order: str):
+    def _cached(self, key: tuple, compute):
+        """``compute()``, kept under ``key`` in eval mode (the last few entries; module docstring)."""
         cache = self._cache()
         if cache is None:
-            return self._conv_kernel(sys, L, order)
-        kernels = cache["kernels"]
-        if (order, L) not in kernels:
-            if len(kernels) >= _MAX_CACHED_LENGTHS:
-                kernels.pop(next(iter(kernels)))
-            kernels[(order, L)] = self._conv_kernel(sys, L, order)
-        return kernels[(order, L)]
+            return compute()
+        entries = cache["kernels"]
+        if key not in entries:
+            if len(entries) >= _MAX_CACHED_KERNELS:
+                entries.pop(next(iter(entries)))
+            entries[key] = compute()
+        return entries[key]
+
+    def _cached_kernel(self, sys, L: int, order: str) -> torch.Tensor:
+        """The kernel of ``order`` for length L (``_conv_kernel``), cached in eval mode."""
+        return self._cached(("kernel", order, L), lambda: self._conv_kernel(sys, L, order))
+
+    def _cached_spectrum(self, sys, L: int, order: str) -> tuple[torch.Tensor, int]:
+        """``(spectrum, n)``: the kernel of ``order`` transformed at the FFT length n of a length-L
+        convolution, what ``forward`` multiplies by (cached in eval mode: no kernel transform per call)."""
+        return self._cached(("spectrum", order, L), lambda: self._conv_spectrum(sys, L, order))
+
+    def _conv_spectrum(self, sys, L: int, order: str) -> tuple[torch.Tensor, int]:
+        n = fft_length(L, L)
+        K = self._conv_kernel(sys, L, order)  # (C, L) taps last, or (L, H_out, H_in)
+        return (full_spectrum(K, n) if order == "kernel" else depthwise_spectrum(K, n)), n
 
     # -- kernels of a lane system ----------------------------------------------------------------------
     def _lane_kernels(self, sys: LaneSystem, L: int) -> torch.Tensor:
@@ -227,11 +255,13 @@ class FastLTIModel(FastModel):
         return "kernel"
 
     def _conv_kernel(self, sys, L: int, order: str) -> torch.Tensor:
+        """The kernel that ``order`` convolves with: ``(G, L)`` taps last (one per group: "depthwise",
+        "states", "lanes") or ``(L, H_out, H_in)`` ("kernel")."""
         k = self._lane_kernels(sys, L)  # (G, L) complex
         if order == "lanes":
-            return k.T  # (L, G) complex: the readout comes after the output projection
+            return k  # (G, L) complex: the readout comes after the output projection
         if order in ("depthwise", "states"):
-            return sys.scale * k.real.T  # (L, G)
+            return sys.scale * k.real  # (G, L)
         P_in = _identity_if_none(sys.P_in, k)  # (G, H_in)
         P_out = _identity_if_none(sys.P_out, k)  # (H_out, G)
         K = torch.einsum("og,gl,gi->loi", P_out.to(k.dtype), k, P_in.to(k.dtype))  # (L, H_out, H_in)
@@ -242,7 +272,7 @@ class FastLTIModel(FastModel):
         L = positive_int(L, "L")
         sys = self.system()
         K = self._cached_kernel(sys, L, "kernel")
-        return K if K.ndim == 3 else torch.diag_embed(K)  # (L, H, H)
+        return K if K.ndim == 3 else torch.diag_embed(K.T)  # (L, H, H) from (L, H, H) or (H, L) (S4)
 
     # -- responses -------------------------------------------------------------------------------------
     def ssm(self) -> DiscreteSystem:
@@ -347,22 +377,22 @@ class FastLTIModel(FastModel):
 
     # -- the three computations of a lane system (S4 overrides them) -----------------------------------
     def _convolve(self, sys: LaneSystem, u: torch.Tensor) -> torch.Tensor:
-        """y = K * u + D u from a zero state: ``(B, L, H)``."""
+        """y = K * u + D u from a zero state: ``(B, L, H)``, contiguous."""
         L = u.shape[1]
         order = self._order(sys, u.shape[0])
-        K = self._cached_kernel(sys, L, order)  # (L, H) / (L, G) / (L, H, H)
-        if order == "states" and _wide(sys, K.shape[1]):
+        K_f, n = self._cached_spectrum(sys, L, order)  # (C, n_f) or (n_f, H, H)
+        if order == "states" and _wide(sys, K_f.shape[0]):
             # more groups than channels: the FFTs on the channel sides, the projections on the spectra
-            y = fft_conv_projected(u, K, sys.P_in.to(u.dtype), sys.P_out.to(u.dtype))  # (B, L, H)
+            y = conv_projected(u, K_f, n, sys.P_in.to(u.dtype), sys.P_out.to(u.dtype))  # (B, L, H)
         elif order == "states":
-            v = _project(u, sys.P_in)  # (B, L, G)
-            y = _project(fft_conv(v, K), sys.P_out)  # (B, L, H)
+            y = _project(conv_depthwise(_project(u, sys.P_in), K_f, n), sys.P_out)  # (B, L, H)
         elif order == "lanes":
-            v = _project(u, sys.P_in)  # (B, L, G) complex
-            y = sys.scale * _project(fft_conv(v, K), sys.P_out).real  # (B, L, H)
+            y = _read_lanes(conv_depthwise(_into_lanes(u, sys.P_in), K_f, n), sys.P_out, sys.scale)  # (B, L, H)
+        elif order == "depthwise":
+            y = conv_depthwise(u, K_f, n)  # (B, L, H)
         else:
-            y = fft_conv(u, K)  # (B, L, H)
-        return y if sys.D is None else y + sys.D * u
+            y = conv_full(u, K_f, n)  # (B, L, H)
+        return _plus_skip(y, sys.D, u)
 
     def _free_response(self, sys: LaneSystem, x0: torch.Tensor, L: int) -> torch.Tensor:
         """read(C A_bar^{k+1} x0) for k = 0..L-1: ``(B, L, H)``."""
@@ -427,6 +457,31 @@ def _project(z: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:
         return z
     dtype = torch.promote_types(z.dtype, P.dtype)
     return (z.reshape(-1, z.shape[-1]).to(dtype) @ P.T.to(dtype)).reshape(*z.shape[:-1], P.shape[0])
+
+
+def _into_lanes(u: torch.Tensor, P_in: torch.Tensor) -> torch.Tensor:
+    """v = u @ P_in^T for a real ``u (B, L, H)`` and complex ``P_in (G, H)``: ``(B, L, G)`` complex, by one
+    real product with P_in's real and imaginary parts interleaved (a quarter of a complex product's flops;
+    flattened to 2-D as ``_project``)."""
+    G, H = P_in.shape
+    W = torch.view_as_real(P_in.T).reshape(H, 2 * G)  # (H, 2G): column 2g + r is part r of P_in[g]
+    v = u.reshape(-1, H) @ W.to(u.dtype)  # (B*L, 2G)
+    return torch.view_as_complex(v.reshape(*u.shape[:-1], G, 2))  # (B, L, G)
+
+
+def _read_lanes(z: torch.Tensor, P_out: torch.Tensor, scale: float) -> torch.Tensor:
+    """scale * Re(z @ P_out^T) for complex ``z (B, L, G)`` and ``P_out (H, G)``: ``(B, L, H)`` real, by one real
+    product, Re(z p) = Re z Re p - Im z Im p, with z's parts interleaved."""
+    H, G = P_out.shape
+    parts = torch.view_as_real(P_out.T)  # (G, H, 2)
+    W = torch.stack([parts[..., 0], -parts[..., 1]], dim=1).reshape(2 * G, H)  # (2G, H): row 2g + r
+    y = torch.view_as_real(z).reshape(-1, 2 * G) @ (scale * W)  # (B*L, H)
+    return y.reshape(*z.shape[:-1], H)  # (B, L, H)
+
+
+def _plus_skip(y: torch.Tensor, D: torch.Tensor | None, u: torch.Tensor) -> torch.Tensor:
+    """y + D u as a fresh contiguous tensor (``y`` may be a transposed view of a channels-first result)."""
+    return y.contiguous() if D is None else (D * u).add_(y)
 
 
 def _identity_if_none(P: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

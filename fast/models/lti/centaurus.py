@@ -105,7 +105,7 @@ class Centaurus(FastLTIModel):
     def channel_kernels(self, L: int) -> torch.Tensor:
         """k_j[l] = sum_m E_jm Re(gamma_jm a_bar_jm^l), one kernel per state channel: ``(L, J')``."""
         L = positive_int(L, "L")
-        return self._cached_kernel(self.system(), L, "states")
+        return self._cached_kernel(self.system(), L, "states").T  # (L, J')
 
     def contraction_order(self, batch_size: int) -> str:
         """The order [Cent-code] ``padded_fft_conv_opt`` would choose: "kernel" or "states"."""
@@ -136,8 +136,8 @@ class Centaurus(FastLTIModel):
         elif order == "kernel":
             y = fft_conv(u, self._cached_kernel(sys, L, "kernel"))  # (B, L, H)
         else:
-            k = self._cached_kernel(sys, L, "states")  # (L, J')
+            k = self._cached_kernel(sys, L, "states")  # (J', L)
             v = u if sys.P_in is None else u @ sys.P_in.T  # (B, L, J')
-            y = fft_conv(v, k)  # (B, L, J')
+            y = fft_conv(v, k.T)  # (B, L, J')
             y = y if sys.P_out is None else y @ sys.P_out.T  # (B, L, H)
         return y[0] if unbatched else y

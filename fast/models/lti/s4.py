@@ -309,7 +309,7 @@ class S4(FastLTIModel):
         return "depthwise"
 
     def _conv_kernel(self, sys: DenseSystem, L: int, order: str) -> torch.Tensor:
-        """The depthwise kernel ``(L, H)`` by the generating function at the roots of unity."""
+        """The depthwise kernel ``(H, L)`` (taps last) by the generating function at the roots of unity."""
         N2 = self.d_state // 2
         C_tilde_f = self._c_tilde(sys, L)  # (H, N)
         # The nodes in float64 (then the working precision): omega_j = exp(-2 pi i j / L) and
@@ -338,8 +338,7 @@ class S4(FastLTIModel):
             rhs = sys.B_bar[None, :, :, None].expand(M.shape[0], -1, -1, 1)  # (J, H, N, 1)
             X = torch.linalg.solve(M, rhs)[..., 0]  # (J, H, N)
             K_hat = torch.einsum("hn,jhn->hj", C_tilde_f, X)  # (H, J)
-        k = torch.fft.irfft(K_hat, n=L, dim=-1)  # (H, L)
-        return k.T  # (L, H)
+        return torch.fft.irfft(K_hat, n=L, dim=-1)  # (H, L)
 
     def kernel_brute_force(self, L: int) -> torch.Tensor:
         """K_l = Re(C_f A_bar^l B_bar) per channel by powers of the dense A_bar: ``(L, H, H)``."""

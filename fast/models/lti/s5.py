@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import torch
 
-from fast.convolution import fft_conv
+from fast.convolution import conv_depthwise, depthwise_spectrum, fft_length
 from fast.discretization import discretize_diagonal
-from fast.models.lti._base import FastLTIModel, LaneSystem, _project
+from fast.models.lti._base import FastLTIModel, LaneSystem, _into_lanes, _read_lanes
 from reference.models.lti.s5 import S5 as _ReferenceS5
 
 __all__ = ["S5"]
@@ -119,10 +119,11 @@ class S5(FastLTIModel):
         if self.resolved_backend(u) == "triton":  # two scans: forward in time, and backward in time
             y = self._scan_lanes(forward_part, u, None)[0] + self._scan_lanes(reverse_part, u.flip(1), None)[0].flip(1)
             return y[0] if unbatched else y  # (B, L, H)
-        K_f = self._conv_kernel(forward_part, L, "lanes")  # (L, P) complex
-        K_r = self._conv_kernel(reverse_part, L, "lanes")  # (L, P) complex
-        v = _project(u, forward_part.P_in)  # (B, L, P): B_bar u, read by both directions
-        z = _project(fft_conv(v, K_f), forward_part.P_out)  # (B, L, H)
-        z = z + _project(fft_conv(v.flip(1), K_r).flip(1), reverse_part.P_out)  # (B, L, H)
-        y = forward_part.scale * z.real + self.D * u  # (B, L, H)
+        n = fft_length(L, L)
+        k_f = depthwise_spectrum(self._conv_kernel(forward_part, L, "lanes"), n)  # (P, n) complex
+        k_r = depthwise_spectrum(self._conv_kernel(reverse_part, L, "lanes"), n)  # (P, n) complex
+        v = _into_lanes(u, forward_part.P_in)  # (B, L, P): B_bar u, read by both directions
+        y = _read_lanes(conv_depthwise(v, k_f, n), forward_part.P_out, forward_part.scale)  # (B, L, H)
+        y_rev = _read_lanes(conv_depthwise(v.flip(1), k_r, n), reverse_part.P_out, reverse_part.scale)  # (B, L, H)
+        y = y + y_rev.flip(1) + self.D * u  # (B, L, H)
         return y[0] if unbatched else y

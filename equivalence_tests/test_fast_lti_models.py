@@ -4,7 +4,7 @@ For every model and every discretization it supports, with hypothesis-drawn size
 
 * forward (FFT convolution + initial-state response) == the reference's default mode, in float64 (the
   float64 tolerance) and, after ``.to(torch.float32)``, in float32 (the float32 tolerance), outputs and
-  final states, from a zero or a drawn initial state, batched and unbatched;
+  final states, from a zero or a drawn initial state, batched and unbatched; the output is contiguous;
 * ``step`` == the reference's ``step``; the kernel, impulse and frequency responses == the reference's;
 * gradients with respect to the input, the initial state and every parameter pass
   ``torch.autograd.gradcheck`` in float64 on tiny sizes;
@@ -122,6 +122,7 @@ def test_fast_lti_forward_float64_matches_reference(name, data, seed, B, L, with
     y_ref, state_ref = ref.forward(u, initial_state=x0, return_state=True)
     y, state = model(to_t(u), initial_state=None if x0 is None else to_t(x0), return_state=True)
     assert y.dtype == torch.float64 and state.dtype == torch.complex128
+    assert y.is_contiguous(), "forward must return a contiguous tensor (its FFTs run on a channels-first view)"
     assert_close(y, y_ref, "float64", f"{name} {ref.discretization} output")
     assert_close(state, state_ref, "float64", f"{name} {ref.discretization} final state")
     assert_close(model(to_t(u), initial_state=None if x0 is None else to_t(x0)), y_ref, "float64", "return_state=False")

@@ -133,6 +133,8 @@ def ltv_cases(draw, name: str, precision: str):
     kwargs = {}
     if name == "Mamba":
         fast_model.scan_chunk_size = draw(st.sampled_from([1, 2, 3, 64]), label="scan chunk size")
+    if name == "S7":
+        fast_model.selection_chunk_size = draw(st.sampled_from([1, 2, 3, None]), label="selection chunk size")
     if name == "RGLRU" and draw(st.booleans(), label="segment_pos"):
         kwargs["segment_pos"] = draw(segment_positions(Bsz, L))
     state = None
@@ -284,6 +286,8 @@ def test_ltv_model_fast_torch_gradients_match_finite_differences(name, method, s
     model = FAST[name].from_reference(ref)
     if name == "Mamba":
         model.scan_chunk_size = 2
+    if name == "S7":
+        model.selection_chunk_size = 2  # three chunks (L = 5), each a checkpoint recomputed in backward
     names = [n for n, _ in model.named_parameters()]
     assert set(names) == {f.name for f in dataclasses.fields(ref.params)}
     params = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
@@ -371,6 +375,32 @@ def _options(ref) -> dict:
     if isinstance(ref, reference.models.RGLRU):
         return dict(num_heads=ref.num_heads)
     return {}
+
+
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad):
+    """S7's per-token B_t and C_t (4 P_loc H numbers a token) are made a chunk of tokens at a time: no call of
+    the projection sees more than ``selection_chunk`` tokens, in forward and (checkpoints) in backward; the
+    output and the gradients equal the reference / the unchunked forward."""
+    ref = reference.models.S7(3, 4, "zoh", seed=2)
+    model = fast.models.S7.from_reference(ref)
+    assert model.selection_chunk(2) >= 10  # the default: these 10 tokens are one chunk
+    u = np.random.default_rng(2).normal(size=(2, 10, 3))
+    u_whole = torch.tensor(u, requires_grad=True)
+    grad_whole = torch.autograd.grad(model(u_whole).square().sum(), u_whole)[0]  # one chunk of 10 tokens
+    tokens = []
+    project = model._project
+    model._project = lambda x, *columns: tokens.append(x.shape[-2]) or project(x, *columns)
+    model.selection_chunk_size = 4
+    u_t = torch.tensor(u, requires_grad=with_grad)
+    with torch.set_grad_enabled(with_grad):
+        y = model(u_t)
+    assert_close(y, ref.forward(u), "float64", "S7 forward in chunks of 4 tokens")
+    assert tokens == [4, 4, 2, 4, 4, 2], tokens  # the inputs of three chunks, then their readouts
+    if with_grad:
+        grad = torch.autograd.grad(y.square().sum(), u_t)[0]
+        assert len(tokens) == 12 and max(tokens) == 4, tokens  # backward recomputed each chunk's projection
+        assert_close(grad, grad_whole.numpy(), "float64", "input gradient, chunked vs whole")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,6 +15,14 @@ For an input u (B, L, H), P_loc stored complex modes, R = ceil(H / 16):
     x_t = a_bar_t * x_{t-1} + gamma_t * (B_t u_t)              (fast.ops.linear_scan over (B, L, P_loc))
     y_t = 2 Re(C_t x_t) + D * u_t     (conj_sym; Re(C_t x_t) + D u_t without it)
 
+Memory. The per-token B_t and C_t are 4 P_loc H numbers per token, the size of a ``(B, L, H, P_loc)`` state
+tensor. ``forward`` therefore projects the tokens in chunks of T (``selection_chunk``): a chunk's B_t u_t is
+formed and its projection dropped before the next chunk's is made; the scan runs over the small ``(B, L,
+P_loc)`` inputs; the readout projects each chunk again. Memory: O(B L (H + P_loc) + B T P_loc H). While
+autograd records, each chunk is a checkpoint (``torch.utils.checkpoint``), so backward too keeps only the
+chunks' inputs and recomputes their projections. B_t u_t and Re(C_t x_t) are formed from the real and
+imaginary parts of the projection directly (real products, no complex matrices).
+
 Glossary (code name -> symbol): ``Lambda`` = Lambda (continuous-time eigenvalues, stored as the real
 parameters ``Lambda_re``, ``Lambda_im``), ``dt`` = Delta_t, ``B_t``, ``C_t`` = the token's B and C, ``D`` =
 the skip, ``tau`` = integration_timesteps, ``a_bar``, ``gamma`` = discretized A and the input normalizer.
@@ -29,14 +37,18 @@ reference's (the SSM core only; the options it does not build are not built here
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 import fast.ops
-from fast._checks import complex_dtype
+from fast._checks import complex_dtype, positive_int
 from fast.discretization import discretize_diagonal
 from fast.models.ltv._base import LTVFastModel, softplus
 from reference.models.ltv.s7 import S7 as ReferenceS7
 
 __all__ = ["S7"]
+
+#: numbers in one chunk's projection (B * T * (R + 4 P_loc H)): 16 MiB in float32
+_SELECTION_BLOCK = 2**22
 
 
 class S7(LTVFastModel):
@@ -73,6 +85,8 @@ class S7(LTVFastModel):
         self.step_rescale = reference_model.step_rescale
         self.dt_rank = reference_model.dt_rank
         self.local_P = reference_model.local_P
+        #: tokens per chunk of forward's projections (a setting, not a parameter; None: ``selection_chunk``)
+        self.selection_chunk_size = None
 
     @property
     def readout_scale(self) -> float:
@@ -89,15 +103,36 @@ class S7(LTVFastModel):
         re = torch.clamp(self.Lambda_re, max=-1e-4) if self.clip_eigs else self.Lambda_re  # (P_loc,)
         return torch.complex(re, self.Lambda_im)  # (P_loc,)
 
-    def _selection(self, u):
-        """dt (..., P_loc), B_t (..., P_loc, H), C_t (..., H, P_loc) (complex) from u (..., H)."""
+    def _project(self, u, start: int, stop: int):
+        """Columns ``start:stop`` of the token projection u @ x_proj_kernel + x_proj_bias: ``(..., stop - start)``."""
+        return u @ self.x_proj_kernel[:, start:stop] + self.x_proj_bias[start:stop]
+
+    def _inputs(self, u, tau):
+        """``(a_bar, gamma * B_t u)`` of tokens ``u (..., H)`` with gaps ``tau (...)`` or None: ``(..., P_loc)``
+        each, from the projection's delta and B_t columns. B_t u in real arithmetic, from the real and
+        imaginary parts of B_t as projected: [Re, Im](B_t u)_p = sum_h B_raw[p, h, :] u_h."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
-        x_dbl = u @ self.x_proj_kernel + self.x_proj_bias  # (..., R + 4 P H)
-        delta, B_raw, C_raw = x_dbl[..., :R], x_dbl[..., R : R + 2 * P * H], x_dbl[..., R + 2 * P * H :]
-        dt = self.step_rescale * softplus(delta @ self.step_proj_kernel + self.step_proj_bias)  # (..., P)
-        B_raw = B_raw.reshape(u.shape[:-1] + (P, H, 2))  # (..., P, H, 2)
-        C_raw = C_raw.reshape(u.shape[:-1] + (H, P, 2))  # (..., H, P, 2)
-        return dt, torch.complex(B_raw[..., 0], B_raw[..., 1]), torch.complex(C_raw[..., 0], C_raw[..., 1])
+        x = self._project(u, 0, R + 2 * P * H)  # (..., R + 2 P H)
+        dt = self.step_rescale * softplus(x[..., :R] @ self.step_proj_kernel + self.step_proj_bias)  # (..., P)
+        B_raw = x[..., R:].unflatten(-1, (P, H, 2))  # (..., P, H, 2)
+        Bu = torch.view_as_complex(torch.einsum("...phr,...h->...pr", B_raw, u).contiguous())  # (..., P)
+        return self._discretize(dt, Bu, tau)
+
+    def _readout(self, u, x):
+        """y = scale Re(C_t x) + D u of tokens ``u (..., H)`` and states ``x (..., P_loc)``: ``(..., H)``, from the
+        projection's C_t columns, with Re(c x) = Re c Re x - Im c Im x on the parts of C_t as projected."""
+        R, P, H = self.dt_rank, self.local_P, self.d_model
+        C_raw = self._project(u, R + 2 * P * H, R + 4 * P * H).unflatten(-1, (H, P, 2))  # (..., H, P, 2)
+        sign = torch.tensor([1.0, -1.0], dtype=u.dtype, device=u.device)  # (2,)
+        x_parts = torch.view_as_real(x) * sign  # (..., P, 2): [Re x, -Im x]
+        return self.readout_scale * torch.einsum("...hpr,...pr->...h", C_raw, x_parts) + self.D * u
+
+    def selection_chunk(self, batch: int) -> int:
+        """Tokens per chunk of ``forward``'s projections: ``selection_chunk_size`` if set, else as many as keep
+        one chunk's projection near ``_SELECTION_BLOCK`` numbers."""
+        if self.selection_chunk_size is not None:
+            return positive_int(self.selection_chunk_size, "selection_chunk_size")
+        return max(1, _SELECTION_BLOCK // (batch * (self.dt_rank + 4 * self.local_P * self.d_model)))
 
     def _discretize(self, dt, Bu, tau):
         """a_bar and gamma * Bu for per-state steps dt (..., P_loc); tau (...) or None."""
@@ -132,11 +167,38 @@ class S7(LTVFastModel):
         x0 = self._check_state(initial_state, Bsz, "initial_state")
         tau = self.check_timesteps(integration_timesteps, Bsz, L, allow_zero=True)
 
-        dt, B_t, C_t = self._selection(u)  # (B, L, P), (B, L, P, H), (B, L, H, P)
-        Bu = torch.einsum("blph,blh->blp", B_t, u.to(B_t.dtype))  # (B, L, P)
-        a_bar, Bu_bar = self._discretize(dt, Bu, tau)  # (B, L, P) each
+        T = self.selection_chunk(Bsz)
+        u_chunks = u.split(T, dim=1)  # (B, T, H) each
+        tau_chunks = [None] * len(u_chunks) if tau is None else tau.split(T, dim=1)  # (B, T) each
+        records = torch.is_grad_enabled() and (
+            any(t is not None and t.requires_grad for t in (u, x0, tau))
+            or any(p.requires_grad for p in self.parameters())
+        )
+        starts = range(0, L, T)
+        if records:  # each chunk a checkpoint; the chunks' results joined
+            inputs = [
+                checkpoint(self._inputs, u_c, tau_c, use_reentrant=False) for u_c, tau_c in zip(u_chunks, tau_chunks)
+            ]
+            a_bar = torch.cat([a for a, _ in inputs], dim=1)  # (B, L, P)
+            Bu_bar = torch.cat([b for _, b in inputs], dim=1)  # (B, L, P)
+        else:  # the chunks' results written into tensors made before the loop: every chunk then reuses the
+            # memory the previous one freed (kept results between freed projections fragment the heap:
+            # measured 2.3 GB of resident memory at L = 16,384 against 0.3 GB of live tensors)
+            a_bar = torch.empty(Bsz, L, self.local_P, dtype=self.state_dtype, device=u.device)  # (B, L, P)
+            Bu_bar = torch.empty_like(a_bar)  # (B, L, P)
+            for t0, u_c, tau_c in zip(starts, u_chunks, tau_chunks):
+                a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c)
         x, final_state = fast.ops.linear_scan(a_bar, Bu_bar, x0, backend=self.backend)  # (B, L, P), (B, P)
-        y = self.readout_scale * torch.einsum("blhp,blp->blh", C_t, x).real + self.D * u  # (B, L, H)
+        x_chunks = x.split(T, dim=1)  # (B, T, P) each
+        if records:
+            y = torch.cat(
+                [checkpoint(self._readout, u_c, x_c, use_reentrant=False) for u_c, x_c in zip(u_chunks, x_chunks)],
+                dim=1,
+            )  # (B, L, H)
+        else:
+            y = torch.empty_like(u)  # (B, L, H)
+            for t0, u_c, x_c in zip(starts, u_chunks, x_chunks):
+                y[:, t0 : t0 + T] = self._readout(u_c, x_c)
         if unbatched:
             y, final_state = y[0], final_state[0]
         return (y, final_state) if return_state else y
@@ -148,9 +210,6 @@ class S7(LTVFastModel):
         Bsz = u_t.shape[0]
         x = self._check_state(state, Bsz, "state")
         tau = self.check_timesteps(integration_timesteps, Bsz, None, allow_zero=True)
-        dt, B_t, C_t = self._selection(u_t)  # (B, P), (B, P, H), (B, H, P)
-        Bu = torch.einsum("bph,bh->bp", B_t, u_t.to(B_t.dtype))  # (B, P)
-        a_bar, Bu_bar = self._discretize(dt, Bu, tau)  # (B, P) each
+        a_bar, Bu_bar = self._inputs(u_t, tau)  # (B, P) each
         x = a_bar * x + Bu_bar  # (B, P)
-        y = self.readout_scale * torch.einsum("bhp,bp->bh", C_t, x).real + self.D * u_t  # (B, H)
-        return y, x
+        return self._readout(u_t, x), x  # (B, H), (B, P)

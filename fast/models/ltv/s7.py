@@ -18,9 +18,10 @@ For an input u (B, L, H), P_loc stored complex modes, R = ceil(H / 16):
 Memory. The per-token B_t and C_t are 4 P_loc H numbers per token, the size of a ``(B, L, H, P_loc)`` state
 tensor. ``forward`` therefore projects the tokens in chunks of T (``selection_chunk``): a chunk's B_t u_t is
 formed and its projection dropped before the next chunk's is made; the scan runs over the small ``(B, L,
-P_loc)`` inputs; the readout projects each chunk again. Memory: O(B L (H + P_loc) + B T P_loc H). While
-autograd records, each chunk is a checkpoint (``torch.utils.checkpoint``), so backward too keeps only the
-chunks' inputs and recomputes their projections. B_t u_t and Re(C_t x_t) are formed from the real and
+P_loc)`` inputs; the readout projects each chunk's C_t columns. The attribute ``selection_chunk_size`` (a
+setting, default None) fixes T; results do not depend on it beyond rounding. Memory: O(B L (H + P_loc) +
+B T P_loc H). While autograd records, each chunk is a checkpoint (``torch.utils.checkpoint``), so backward
+too keeps only the chunks' inputs and recomputes their projections. B_t u_t and Re(C_t x_t) are formed from the real and
 imaginary parts of the projection directly (real products, no complex matrices).
 
 Glossary (code name -> symbol): ``Lambda`` = Lambda (continuous-time eigenvalues, stored as the real

@@ -255,11 +255,14 @@ class S4(FastLTIModel):
             denom = 1.0 + dt * (P.conj() * u).sum(-1, keepdim=True).real  # (H, 1): 1 + (dt/2) P_f^* E^{-1} P_f
             w = dt / 2.0 * u / denom  # (H, N/2)
             delta = half_dt_Lambda / E  # (H, N/2): E^{-1} - I
-            d_re, d_im = torch.diag_embed(delta.real), torch.diag_embed(delta.imag)  # (H, N/2, N/2)
-            diag_part = torch.cat([torch.cat([d_re, -d_im], -1), torch.cat([d_im, d_re], -1)], -2)  # (H, N, N)
             left = torch.cat([w.real, w.imag], dim=-1)  # (H, N)
             right = torch.cat([v.real, -v.imag], dim=-1)  # (H, N)
-            A_real_minus_I = 2.0 * diag_part - 4.0 * left[:, :, None] * right[:, None, :]  # (H, N, N)
+            A_real_minus_I = -4.0 * left[:, :, None] * right[:, None, :]  # (H, N, N): the rank-one part
+            # plus the diagonal part, added on the three diagonals it occupies (no dense (H, N, N) blocks)
+            n = N // 2
+            A_real_minus_I.diagonal(dim1=-2, dim2=-1).add_(2.0 * delta.real.repeat(1, 2))  # (H, N): Re delta twice
+            A_real_minus_I.diagonal(n, dim1=-2, dim2=-1).add_(-2.0 * delta.imag)  # (H, N/2): top right
+            A_real_minus_I.diagonal(-n, dim1=-2, dim2=-1).add_(2.0 * delta.imag)  # (H, N/2): bottom left
             w_f, v_f = paired(w), paired(v)  # (H, N)
             B_bar = dt * (B_f / paired(E) - w_f * (v_f * B_f).sum(-1, keepdim=True))  # (H, N): M^{-1} dt B_f
             return DenseSystem(A_real_minus_I, B_bar, C_f, self.D)

@@ -461,8 +461,8 @@ def _project(z: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:
 
 def _into_lanes(u: torch.Tensor, P_in: torch.Tensor) -> torch.Tensor:
     """v = u @ P_in^T for a real ``u (B, L, H)`` and complex ``P_in (G, H)``: ``(B, L, G)`` complex, by one
-    real product with P_in's real and imaginary parts interleaved (a quarter of a complex product's flops;
-    flattened to 2-D as ``_project``)."""
+    real product with P_in's real and imaginary parts interleaved (half the real multiplications of a complex
+    product on u made complex; flattened to 2-D as ``_project``)."""
     G, H = P_in.shape
     W = torch.view_as_real(P_in.T).reshape(H, 2 * G)  # (H, 2G): column 2g + r is part r of P_in[g]
     v = u.reshape(-1, H) @ W.to(u.dtype)  # (B*L, 2G)
@@ -471,7 +471,8 @@ def _into_lanes(u: torch.Tensor, P_in: torch.Tensor) -> torch.Tensor:
 
 def _read_lanes(z: torch.Tensor, P_out: torch.Tensor, scale: float) -> torch.Tensor:
     """scale * Re(z @ P_out^T) for complex ``z (B, L, G)`` and ``P_out (H, G)``: ``(B, L, H)`` real, by one real
-    product, Re(z p) = Re z Re p - Im z Im p, with z's parts interleaved."""
+    product, Re(z p) = Re z Re p - Im z Im p, with z's parts interleaved (the imaginary part, which the
+    readout drops, is never formed: half the real multiplications of the complex product)."""
     H, G = P_out.shape
     parts = torch.view_as_real(P_out.T)  # (G, H, 2)
     W = torch.stack([parts[..., 0], -parts[..., 1]], dim=1).reshape(2 * G, H)  # (2G, H): row 2g + r

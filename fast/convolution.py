@@ -99,6 +99,11 @@ def _fft(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     return torch.fft.fft(x, n=n, dim=dim) if x.is_complex() else torch.fft.rfft(x, n=n, dim=dim)
 
 
+def _ifft(Y: torch.Tensor, n: int, dim: int, complex_signal: bool) -> torch.Tensor:
+    """The inverse of ``_fft``: a complex signal from its full spectrum, a real one from its half."""
+    return torch.fft.ifft(Y, n=n, dim=dim) if complex_signal else torch.fft.irfft(Y, n=n, dim=dim)
+
+
 def _records(*tensors: torch.Tensor) -> bool:
     """Whether autograd records an operation on these tensors (then no in-place update of them)."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
@@ -125,7 +130,7 @@ def conv_depthwise(u: torch.Tensor, k_f: torch.Tensor, n: int) -> torch.Tensor:
     L = u.shape[1]
     U = _fft(u.transpose(1, 2), n, -1)  # (B, C, n_f)
     Y = U * k_f if _records(U, k_f) else U.mul_(k_f)  # (B, C, n_f)
-    y = torch.fft.ifft(Y, n=n, dim=-1) if u.is_complex() else torch.fft.irfft(Y, n=n, dim=-1)  # (B, C, n)
+    y = _ifft(Y, n, -1, u.is_complex())  # (B, C, n)
     return y[..., :L].transpose(1, 2)  # (B, L, C)
 
 
@@ -134,7 +139,7 @@ def conv_full(u: torch.Tensor, K_f: torch.Tensor, n: int) -> torch.Tensor:
     L = u.shape[1]
     U = _fft(u, n, 1)  # (B, n_f, H_in)
     Y = torch.einsum("foi,bfi->bfo", K_f, U)  # (B, n_f, H_out)
-    y = torch.fft.ifft(Y, n=n, dim=1) if u.is_complex() else torch.fft.irfft(Y, n=n, dim=1)  # (B, n, H_out)
+    y = _ifft(Y, n, 1, u.is_complex())  # (B, n, H_out)
     return y[:, :L]
 
 

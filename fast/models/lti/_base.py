@@ -376,10 +376,11 @@ class FastLTIModel(FastModel):
         return self._step(self.system(), u_t, x)
 
     # -- the three computations of a lane system (S4 overrides them) -----------------------------------
-    def _convolve(self, sys: LaneSystem, u: torch.Tensor) -> torch.Tensor:
-        """y = K * u + D u from a zero state: ``(B, L, H)``, contiguous."""
+    def _convolve(self, sys: LaneSystem, u: torch.Tensor, order: str | None = None) -> torch.Tensor:
+        """y = K * u + D u from a zero state: ``(B, L, H)``, contiguous; contracted in ``order`` (default: the
+        model's ``_order``)."""
         L = u.shape[1]
-        order = self._order(sys, u.shape[0])
+        order = self._order(sys, u.shape[0]) if order is None else order
         K_f, n = self._cached_spectrum(sys, L, order)  # (C, n_f) or (n_f, H, H)
         if order == "states" and _wide(sys, K_f.shape[0]):
             # more groups than channels: the FFTs on the channel sides, the projections on the spectra

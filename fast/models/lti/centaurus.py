@@ -26,7 +26,6 @@ from __future__ import annotations
 import torch
 
 from fast._checks import positive_int
-from fast.convolution import fft_conv
 from fast.discretization import discretize_diagonal
 from fast.models.lti._base import FastLTIModel, LaneSystem
 from reference.models.lti.centaurus import CONTRACTION_ORDERS
@@ -129,15 +128,5 @@ class Centaurus(FastLTIModel):
         u = self.check_input(u)
         unbatched = u.ndim == 2
         u = u[None] if unbatched else u  # (B, L, H)
-        sys = self.system()
-        L = u.shape[1]
-        if order == "auto":
-            y = self._convolve(sys, u)  # (B, L, H)
-        elif order == "kernel":
-            y = fft_conv(u, self._cached_kernel(sys, L, "kernel"))  # (B, L, H)
-        else:
-            k = self._cached_kernel(sys, L, "states")  # (J', L)
-            v = u if sys.P_in is None else u @ sys.P_in.T  # (B, L, J')
-            y = fft_conv(v, k.T)  # (B, L, J')
-            y = y if sys.P_out is None else y @ sys.P_out.T  # (B, L, H)
+        y = self._convolve(self.system(), u, None if order == "auto" else order)  # (B, L, H)
         return y[0] if unbatched else y

@@ -21,8 +21,8 @@ formed and its projection dropped before the next chunk's is made; the scan runs
 P_loc)`` inputs; the readout projects each chunk's C_t columns. The attribute ``selection_chunk_size`` (a
 setting, default None) fixes T; results do not depend on it beyond rounding. Memory: O(B L (H + P_loc) +
 B T P_loc H). While autograd records, each chunk is a checkpoint (``torch.utils.checkpoint``), so backward
-too keeps only the chunks' inputs and recomputes their projections. B_t u_t and Re(C_t x_t) are formed from the real and
-imaginary parts of the projection directly (real products, no complex matrices).
+too keeps only the chunks' inputs and recomputes their projections. B_t u_t and Re(C_t x_t) are formed from
+the real and imaginary parts of the projection directly (real products, no complex matrices).
 
 Glossary (code name -> symbol): ``Lambda`` = Lambda (continuous-time eigenvalues, stored as the real
 parameters ``Lambda_re``, ``Lambda_im``), ``dt`` = Delta_t, ``B_t``, ``C_t`` = the token's B and C, ``D`` =
@@ -176,7 +176,8 @@ class S7(LTVFastModel):
             or any(p.requires_grad for p in self.parameters())
         )
         starts = range(0, L, T)
-        if records:  # each chunk a checkpoint; the chunks' results joined
+        if records:  # each chunk a checkpoint; the results joined by cat (writing them into slices of one
+            # tensor would make every chunk's backward copy the whole gradient: O(L^2 / T) work)
             inputs = [
                 checkpoint(self._inputs, u_c, tau_c, use_reentrant=False) for u_c, tau_c in zip(u_chunks, tau_chunks)
             ]

@@ -138,23 +138,29 @@ def paired_form(R: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([M1, M2], dim=-1), torch.cat([M2.conj(), M1.conj()], dim=-1)], dim=-2)
 
 
-def _times_geometric(w: torch.Tensor, A: torch.Tensor, L: int) -> torch.Tensor:
-    """w S_L with S_L = sum_{l<L} A^l, for a row vector per channel: ``(H, N)`` from ``w (H, N)``,
-    ``A (H, N, N)``. Doubling on the binary digits of L, with one matrix product per digit (A^m) and
-    the rest vector-matrix products: S and A commute, so w S_2m = w S_m + (w S_m) A^m and
-    w S_2m+1 = w + (w S_2m) A."""
-    t = w[:, None, :]  # (H, 1, N): w S_m, m = 1
-    w_row = t
-    P = A  # (H, N, N): A^m
+def _minus_identity_power_row(r: torch.Tensor, E: torch.Tensor, L: int) -> torch.Tensor:
+    """r (A^L - I) for a row vector per channel: ``(H, N)`` from ``r (H, N)`` and ``E = A - I (H, N, N)``.
+
+    Doubling on the binary digits of L on E_m = A^m - I itself, which never forms A^m next to I (A^L - I
+    is small when A^L ~ I, and the difference A^L - I would cancel):
+
+        E_2m = (A^m - I)(A^m + I) = E_m E_m + 2 E_m,        E_m+1 = E_m A + E_1 = E_m (E_1 + I) + E_1.
+
+    One matrix product per digit but the last, whose doubling (and step) acts on the row instead:
+    r E_2m = (r E_m) E_m + 2 r E_m."""
+    A = E + torch.eye(E.shape[-1], dtype=E.dtype, device=E.device)  # (H, N, N)
+    E_m = E  # (H, N, N): A^m - I, m = 1
     digits = bin(L)[3:]  # the binary digits of L after the leading one
-    for i, bit in enumerate(digits):
-        last = i == len(digits) - 1
-        t = t + t @ P  # w S_2m
+    for bit in digits[:-1]:
+        E_m = torch.baddbmm(E_m, E_m, E_m, beta=2.0)  # E_2m
         if bit == "1":
-            t = w_row + t @ A  # w S_2m+1
-        if not last:
-            P = P @ P if bit == "0" else (P @ P) @ A  # A^2m or A^2m+1
-    return t[:, 0, :]
+            E_m = torch.baddbmm(E, E_m, A)  # E_2m+1
+    t = (r[:, None, :] @ E_m)[:, 0, :]  # (H, N): r E_m
+    if digits:
+        t = (t[:, None, :] @ E_m)[:, 0, :] + 2.0 * t  # r E_2m
+        if digits[-1] == "1":
+            t = (t[:, None, :] @ A)[:, 0, :] + (r[:, None, :] @ E)[:, 0, :]  # r E_2m+1
+    return t
 
 
 def _powers_times(A: torch.Tensor, X: torch.Tensor, L: int) -> torch.Tensor:
@@ -293,8 +299,9 @@ class S4(FastLTIModel):
 
     @staticmethod
     def _c_tilde(sys: DenseSystem, L: int) -> torch.Tensor:
-        """C_f (I - A_bar^L), written -C_f (A_bar - I) S_L with S_L = sum_{l<L} A_bar^l: the direct
-        difference cancels when L dt is small (A_bar^L ~ I), which costs float32 most of its digits.
+        """C_f (I - A_bar^L), as -C_f (A_bar^L - I) by doubling on A_bar^m - I itself
+        (``_minus_identity_power_row``): the direct difference I - A_bar^L cancels when L dt is small
+        (A_bar^L ~ I), which costs float32 most of its digits.
 
         Computed in real coordinates: a paired system acts on x_f = [x, conj(x)] as a real linear map of
         r = [Re x, Im x] (``real_form``), and the paired row C_f = [c, conj(c)] reads C_f x_f = r_C . r with
@@ -302,10 +309,8 @@ class S4(FastLTIModel):
         complex flops), and C_tilde, paired again, is read back from its real row."""
         n = sys.C.shape[-1] // 2
         c = sys.C[:, :n]  # (H, N/2): the stored half of C_f
-        E = sys.A_real_minus_I  # (H, N, N) real: A_bar - I on [Re x, Im x]
-        A_r = E + torch.eye(2 * n, dtype=E.dtype, device=E.device)  # (H, N, N) real: A_bar
         row = torch.cat([2.0 * c.real, -2.0 * c.imag], dim=-1)  # (H, N) real: C_f in real coordinates
-        t = -_times_geometric(torch.einsum("hm,hmn->hn", row, E), A_r, L)  # (H, N): C_tilde's real row
+        t = -_minus_identity_power_row(row, sys.A_real_minus_I, L)  # (H, N): C_tilde's real row
         return paired(torch.complex(t[:, :n], -t[:, n:]) / 2.0)  # (H, N)
 
     def _order(self, sys, batch: int) -> str:

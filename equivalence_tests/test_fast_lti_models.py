@@ -617,6 +617,65 @@ def test_fast_centaurus_contraction_orders_match_reference(data, seed, B, L, ord
     assert_close(model.channel_kernels(L), ref.channel_kernels(L), "float64", "channel kernels")
 
 
+BLOCK_CASES = [("S4D", {}, "depthwise"), ("S5", {}, "lanes"), ("LRU", {}, "lanes"), ("S4", {}, "depthwise"),
+               ("Centaurus", {"mode": "neck"}, "states"), ("Centaurus", {"mode": "full"}, "kernel"),
+               ("Centaurus", {"mode": "pointwise", "sub_state_dim": 2}, "projected spectra")]
+
+
+@pytest.mark.parametrize(("name", "options", "order"), BLOCK_CASES)
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_fast_lti_forward_in_blocks_of_batch_rows_matches_reference(name, options, order, rows, monkeypatch):
+    """``_convolve`` takes the batch in blocks of ``rows`` (5 rows: one row each, two and a short last block
+    of one, all at once) with the kernel's spectrum made once: the output equals the reference's with autograd
+    recording (blocks joined) and without (blocks written into one output), in training and eval mode, for
+    every contraction order (H = 7: Centaurus pointwise has 8 lanes, more than the channels, and takes the
+    projected spectra); the input gradient in blocks passes gradcheck."""
+    import fast.models.lti._base as lti_base
+
+    monkeypatch.setattr(lti_base, "_batch_rows", lambda u, K_f: rows)
+    blocks, spectra = [], []
+    convolve_rows, spectrum = lti_base.FastLTIModel._convolve_rows, lti_base.FastLTIModel._conv_spectrum
+    monkeypatch.setattr(lti_base.FastLTIModel, "_convolve_rows", lambda self, sys, u, *a: blocks.append(u.shape[0])
+                        or convolve_rows(self, sys, u, *a))
+    monkeypatch.setattr(lti_base.FastLTIModel, "_conv_spectrum", lambda *a: spectra.append(1) or spectrum(*a))
+    N = 4 if name == "Centaurus" and options["mode"] == "pointwise" else (None if name == "Centaurus" else 4)
+    ref = getattr(reference.models, name)(7, N, seed=4, **options)
+    model = getattr(fast.models, name).from_reference(ref)
+    sys_ = model.system()
+    taken = model._order(sys_, 5)
+    if taken == "states" and lti_base._wide(sys_, sys_.a_bar.shape[0]):
+        taken = "projected spectra"
+    assert taken == order
+    u = np.random.default_rng(4).normal(size=(5, 6, 7))
+    expected = ref.forward(u)
+    x = to_t(u).requires_grad_(True)
+    assert_close(model(x), expected, "float64", f"{name} {options} in blocks of {rows}, autograd recording")
+    assert blocks == [rows] * (5 // rows) + ([5 % rows] if 5 % rows else []) and spectra == [1]
+    with torch.no_grad():
+        assert_close(model(x), expected, "float64", f"{name} {options} in blocks of {rows}, no autograd")
+    model.eval()
+    with torch.no_grad():
+        assert_close(model(x), expected, "float64", f"{name} {options} in blocks of {rows}, eval mode")
+    model.train()
+    if rows == 2:
+        assert torch.autograd.gradcheck(lambda v: model(v), (x[:3, :4],))
+
+
+def test_fast_lti_batch_rows_keep_a_block_of_spectra_within_its_budget_on_the_cpu():
+    """On the CPU a block's spectra (C signals x n_f bins, complex) stay within ``_BATCH_BLOCK_BYTES`` (at least
+    one row); the full kernel's spectrum counts the larger of its channel sides; elsewhere (here the meta
+    device) the whole batch goes at once."""
+    from fast.models.lti._base import _BATCH_BLOCK_BYTES, _batch_rows
+
+    u = torch.empty(64, 1024, 16, dtype=torch.float32)
+    k_f = torch.empty(16, 1025, dtype=torch.complex64)  # 16 * 1025 * 8 bytes per row
+    assert _batch_rows(u, k_f) == _BATCH_BLOCK_BYTES // (16 * 1025 * 8) < 64
+    assert _batch_rows(u.double(), k_f.to(torch.complex128)) == _BATCH_BLOCK_BYTES // (16 * 1025 * 16)
+    assert _batch_rows(u, torch.empty(2**20, 1025, dtype=torch.complex64)) == 1
+    assert _batch_rows(u, torch.empty(1025, 16, 32, dtype=torch.complex64)) == _BATCH_BLOCK_BYTES // (32 * 1025 * 8)
+    assert _batch_rows(u.to("meta"), k_f.to("meta")) == 64
+
+
 # ------------------------------------------------------------------------------------------------
 # bad input
 # ------------------------------------------------------------------------------------------------

@@ -69,9 +69,15 @@ def test_frequency_response_matches_linear_solves_on_the_scipy_system(system, dt
 def test_frequency_response_matches_scipy_dfreqresp(system, dt):
     # dfreqresp goes through a polynomial (transfer-function) form, which loses digits as poles crowd
     # near z = 1 (small dt: at dt = 2.5e-3 errors of 1e-7 were seen). Steps >= 0.1 keep the poles apart,
-    # so the check stays at float64 precision; small steps are covered by the linear-solve test above.
+    # but not to the last digits: over 3,000 systems of this strategy scipy's polynomial path was off by up
+    # to 1.1e-10 of max |H| (an entry far below max |H| then misses the table's entrywise 1e-10 / 1e-12),
+    # while the linear solves agreed with this H to 4e-15 of max |H|. So this oracle is held to its own
+    # accuracy, as test_lti_common holds it (1e-9, relative to max |H|); the table's precision is checked
+    # against the linear solves of the test above.
     sys = discrete_system(system, dt)
-    assert_close(sys.frequency_response(W), dfreqresp_mimo(sys.to_dlti(), W), "float64", "H vs dfreqresp")
+    H = sys.frequency_response(W)
+    scale = np.abs(H).max()
+    assert_close(H, dfreqresp_mimo(sys.to_dlti(), W), "float64", "H vs dfreqresp", rtol=1e-9, atol=1e-9 * scale)
 
 
 @given(dense_stable_systems(), step_sizes())

@@ -43,9 +43,9 @@ the scan path that S5 and LRU are defined by. S4's dense A_bar has no such path 
 Convolution layout. The FFTs run along the last axis of a channels-first view (``fast.convolution``:
 ``conv_depthwise``, ``conv_projected``), a complex projection is one real matrix product on interleaved
 real and imaginary parts (``_into_lanes``, ``_read_lanes``), and the skip term D u is added into the
-fresh contiguous output (``_plus_skip``). The kernel's spectrum is made once per call; on the CPU the batch
-then goes through in blocks of rows whose FFT buffers stay near 2 MiB (``_batch_rows``: larger buffers are
-page-faulted in afresh by every call).
+fresh contiguous output (``_plus_skip``). The kernel's spectrum is made once per call; on the CPU, where
+the kernel has one spectrum per filtered signal, the batch then goes through in blocks of rows whose FFT
+buffers stay near 2 MiB (``_batch_rows``: larger buffers are page-faulted in afresh by every call).
 
 Caching. In training the kernel is computed on the fly, so that gradients reach the parameters. In
 eval mode, when no gradient can reach a parameter (``torch.no_grad()``, ``torch.inference_mode()`` or
@@ -386,7 +386,8 @@ class FastLTIModel(FastModel):
         L = u.shape[1]
         order = self._order(sys, u.shape[0]) if order is None else order
         K_f, n = self._cached_spectrum(sys, L, order)  # (C, n_f) or (n_f, H, H)
-        rows = _batch_rows(u, K_f)
+        per_signal = order in ("depthwise", "lanes") or (order == "states" and not _wide(sys, K_f.shape[0]))
+        rows = _batch_rows(u, K_f) if per_signal else u.shape[0]
         if rows >= u.shape[0]:
             return self._convolve_rows(sys, u, K_f, n, order)
         starts = range(0, u.shape[0], rows)
@@ -462,20 +463,22 @@ class FastLTIModel(FastModel):
 _BATCH_BLOCK_BYTES = 2**21
 
 
-def _batch_rows(u: torch.Tensor, K_f: torch.Tensor) -> int:
-    """How many batch rows ``_convolve`` transforms at once: all of them on an accelerator; on the CPU as
-    many as keep one row's spectra (C signals of n_f bins, complex) within ``_BATCH_BLOCK_BYTES``.
+def _batch_rows(u: torch.Tensor, k_f: torch.Tensor) -> int:
+    """How many batch rows ``_convolve`` transforms at once when the kernel has one spectrum per signal it
+    filters (``k_f (C, n_f)``: the "depthwise", "lanes" and narrow "states" orders): all of them on an
+    accelerator; on the CPU as many as keep one block's spectra (C signals of n_f complex bins per row)
+    within ``_BATCH_BLOCK_BYTES``.
 
     Why on the CPU: glibc serves a buffer of many MiB by mapping fresh pages and hands them back to the
     system when it is freed, so every call page-faults its FFT buffers in again. With a kernel computed in
     the same call (training mode), that measured 4,000-6,000 page faults and 10-15 ms of a 40 ms S4 forward
-    at B = 8, L = 1024, H = 128 on the 2-core machine; blocks of 2 MiB are reused from the heap."""
+    at B = 8, L = 1024, H = 128 on the 2-core machine; blocks of 2 MiB are reused from the heap. The "kernel"
+    order and the projected spectra go whole: there every block would read the kernel's spectrum again, G / H
+    or H times the size of a row's own spectra (measured: Centaurus full at B = 8, L = 1024, H = 128 took 2.4 s
+    in blocks of two rows instead of 1.1 s)."""
     if u.device.type != "cpu":
         return u.shape[0]
-    if K_f.ndim == 2:  # (C, n_f): C signals of n_f bins per row
-        channels, n_f = K_f.shape
-    else:  # (n_f, H_out, H_in): the input's and the output's channels
-        n_f, channels = K_f.shape[0], max(K_f.shape[1], K_f.shape[2])
+    channels, n_f = k_f.shape
     per_row = channels * n_f * 2 * u.element_size()  # bytes: complex values of u's precision
     return max(1, _BATCH_BLOCK_BYTES // per_row)
 

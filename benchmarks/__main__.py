@@ -4,8 +4,9 @@
     python -m benchmarks --quick         # small sizes, to check that the harness runs
     python -m benchmarks --models S4D Mamba --lengths 1024 4096
 
-Every case runs in its own subprocess, so that its peak resident memory (ru_maxrss, minus what the process
-held after imports and set-up) is its own; on CUDA the peak is torch.cuda.max_memory_allocated. Times are
+Every case runs in its own subprocess, so that its peak resident memory (the peak since set-up, VmHWM reset
+through /proc/self/clear_refs, minus what the process held then) is its own; on CUDA the peak is
+torch.cuda.max_memory_allocated. Times are
 the median of repeated runs after a warm-up. Ratios are formed only between numbers measured in this run. The
 target ratios (an LTI forward against the FFT floor, an LTV forward against the sequential loop) are printed
 twice: from the two cases timed alone in separate processes, and from the two timed in alternation in one

@@ -381,8 +381,9 @@ class FastLTIModel(FastModel):
     # -- the three computations of a lane system (S4 overrides them) -----------------------------------
     def _convolve(self, sys: LaneSystem, u: torch.Tensor, order: str | None = None) -> torch.Tensor:
         """y = K * u + D u from a zero state: ``(B, L, H)``, contiguous; contracted in ``order`` (default: the
-        model's ``_order``). The kernel's spectrum is made once; on the CPU the batch then goes through in
-        blocks of rows (``_batch_rows``)."""
+        model's ``_order``). The kernel's spectrum is made once; where it has one spectrum per filtered signal
+        ("depthwise", "lanes", narrow "states"), the batch then goes through in blocks of rows (``_batch_rows``:
+        on the CPU, blocks whose FFT buffers stay near 2 MiB)."""
         L = u.shape[1]
         order = self._order(sys, u.shape[0]) if order is None else order
         K_f, n = self._cached_spectrum(sys, L, order)  # (C, n_f) or (n_f, H, H)

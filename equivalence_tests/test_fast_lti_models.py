@@ -617,14 +617,16 @@ def test_fast_centaurus_contraction_orders_match_reference(data, seed, B, L, ord
     assert_close(model.channel_kernels(L), ref.channel_kernels(L), "float64", "channel kernels")
 
 
-BLOCK_CASES = [("S4D", {}, "depthwise"), ("S5", {}, "lanes"), ("LRU", {}, "lanes"), ("S4", {}, "depthwise"),
-               ("Centaurus", {"mode": "neck"}, "states"), ("Centaurus", {"mode": "full"}, "kernel"),
-               ("Centaurus", {"mode": "pointwise", "sub_state_dim": 2}, "projected spectra")]
+BLOCK_CASES = [  # (model, d_state, options, the contraction order at H = 7, B = 5)
+    ("S4D", 4, {}, "depthwise"), ("S5", 4, {}, "lanes"), ("LRU", 4, {}, "lanes"), ("S4", 4, {}, "depthwise"),
+    ("Centaurus", 4, {"mode": "neck"}, "states"), ("Centaurus", None, {"mode": "full"}, "kernel"),
+    ("Centaurus", 4, {"mode": "pointwise", "sub_state_dim": 2}, "projected spectra"),
+]
 
 
-@pytest.mark.parametrize(("name", "options", "order"), BLOCK_CASES)
+@pytest.mark.parametrize(("name", "N", "options", "order"), BLOCK_CASES)
 @pytest.mark.parametrize("rows", [1, 2, 5])
-def test_fast_lti_forward_in_blocks_of_batch_rows_matches_reference(name, options, order, rows, monkeypatch):
+def test_fast_lti_forward_in_blocks_of_batch_rows_matches_reference(name, N, options, order, rows, monkeypatch):
     """``_convolve`` takes the batch in blocks of ``rows`` (5 rows: one row each, two and a short last block
     of one, all at once) with the kernel's spectrum made once, where the kernel has one spectrum per filtered
     signal ("depthwise", "lanes", narrow "states"), and whole in the "kernel" order and the projected spectra
@@ -639,7 +641,6 @@ def test_fast_lti_forward_in_blocks_of_batch_rows_matches_reference(name, option
     monkeypatch.setattr(lti_base.FastLTIModel, "_convolve_rows", lambda self, sys, u, *a: blocks.append(u.shape[0])
                         or convolve_rows(self, sys, u, *a))
     monkeypatch.setattr(lti_base.FastLTIModel, "_conv_spectrum", lambda *a: spectra.append(1) or spectrum(*a))
-    N = 4 if name == "Centaurus" and options["mode"] == "pointwise" else (None if name == "Centaurus" else 4)
     ref = getattr(reference.models, name)(7, N, seed=4, **options)
     model = getattr(fast.models, name).from_reference(ref)
     sys_ = model.system()

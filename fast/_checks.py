@@ -93,6 +93,13 @@ def nonnegative(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+def records_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd records an operation on these tensors (None entries skipped): grad mode is on and one
+    of them requires grad. Where it does not, an intermediate may be updated in place or written into a
+    reused buffer."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def positive_int(x, name: str, minimum: int = 1) -> int:
     if isinstance(x, bool) or not isinstance(x, int) or x < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {x!r}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from fast._checks import common_dtype, resolve_backend, tensor
+from fast._checks import common_dtype, records_grad, resolve_backend, tensor
 
 __all__ = [
     "fft_conv",
@@ -104,11 +104,6 @@ def _ifft(Y: torch.Tensor, n: int, dim: int, complex_signal: bool) -> torch.Tens
     return torch.fft.ifft(Y, n=n, dim=dim) if complex_signal else torch.fft.irfft(Y, n=n, dim=dim)
 
 
-def _records(*tensors: torch.Tensor) -> bool:
-    """Whether autograd records an operation on these tensors (then no in-place update of them)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 def depthwise_spectrum(k: torch.Tensor, n: int) -> torch.Tensor:
     """The spectrum of C channel kernels stored taps last, ``k (C, L_K)`` -> ``(C, n_f)``."""
     return _fft(k, n, -1)
@@ -129,7 +124,7 @@ def conv_depthwise(u: torch.Tensor, k_f: torch.Tensor, n: int) -> torch.Tensor:
     costs about 1.4x a last-axis one at B = 8, L = 1024, C = 128)."""
     L = u.shape[1]
     U = _fft(u.transpose(1, 2), n, -1)  # (B, C, n_f)
-    Y = U * k_f if _records(U, k_f) else U.mul_(k_f)  # (B, C, n_f)
+    Y = U * k_f if records_grad(U, k_f) else U.mul_(k_f)  # (B, C, n_f)
     y = _ifft(Y, n, -1, u.is_complex())  # (B, C, n)
     return y[..., :L].transpose(1, 2)  # (B, L, C)
 
@@ -172,7 +167,7 @@ def conv_projected(u: torch.Tensor, k_f: torch.Tensor, n: int, P_in: torch.Tenso
         U_blk = U[:, :, f0 : f0 + m].flatten(-2)  # (B, H_in, 2 m'): parts interleaved, m' <= m
         V = torch.view_as_complex(torch.bmm(P_in, U_blk).unflatten(-1, (-1, 2)))  # (B, G, m')
         k_blk = k_f[:, f0 : f0 + m]  # (G, m')
-        V = V * k_blk if _records(V, k_blk) else V.mul_(k_blk)  # (B, G, m')
+        V = V * k_blk if records_grad(V, k_blk) else V.mul_(k_blk)  # (B, G, m')
         blocks.append(torch.bmm(P_out, torch.view_as_real(V).flatten(-2)))  # (B, H_out, 2 m')
     Y = torch.view_as_complex(torch.cat(blocks, dim=-1).unflatten(-1, (n_f, 2)))  # (B, H_out, n_f)
     y = torch.fft.irfft(Y, n=n, dim=-1)  # (B, H_out, n)

@@ -74,6 +74,7 @@ from fast._checks import (
     positive,
     positive_int,
     real_like,
+    records_grad,
     resolve_backend,
     tensor,
 )
@@ -214,7 +215,7 @@ def _cumulative_chunk(u, s, dt_B, A, B, C, h, method: str, buffers: _Buffers | N
     gain = input_gain(method, A, dt_B[..., None])  # (B, T, D, N) zoh/async, (B, T, D, 1) mamba, () dirac
     ones = torch.ones(T, T, dtype=u.dtype, device=u.device).tril().expand(Bsz, T, T)  # (B, T, T): t >= j
     h_flat = h.reshape(Bsz, 1, Dch * N)  # (B, 1, D*N)
-    recording = torch.is_grad_enabled() and any(x.requires_grad for x in (u, s, dt_B, A, B, C, h))
+    recording = records_grad(u, s, dt_B, A, B, C, h)
     if buffers is not None and buffers.E.shape == (Bsz, T, Dch, N) and not recording:
         E = torch.mul(s[..., None], A, out=buffers.E).exp_()  # (B, T, D, N)
         w = torch.mul(gain * u[..., None], B[:, :, None, :], out=buffers.w).div_(E)  # (B, T, D, N)
@@ -390,7 +391,7 @@ def selective_scan(
 
     # Recompute each chunk in backward only when autograd would otherwise keep its (B, T, D, N) intermediates.
     inputs = (u, dt, A, B, C, h) + (() if tau is None else (tau,))
-    keep_bounded = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+    keep_bounded = records_grad(*inputs)
     # torch.split (not slicing in the loop): its backward assembles the chunks' gradients in one pass,
     # where each slice's backward would write a full-length tensor (O(L^2 / T) work).
     pieces = [x.split(T, dim=1) for x in (u, dt, B, C)]  # each: chunks of (B, T, ...)

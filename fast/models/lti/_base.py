@@ -64,9 +64,8 @@ from typing import NamedTuple
 
 import torch
 
-from fast._checks import complex_dtype, positive_int, real_dtype
+from fast._checks import complex_dtype, positive_int, real_dtype, records_grad
 from fast.convolution import (
-    _records,
     conv_depthwise,
     conv_full,
     conv_projected,
@@ -176,7 +175,7 @@ class FastLTIModel(FastModel):
     def _cache_allowed(self) -> bool:
         if self.training:
             return False
-        return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+        return not records_grad(*self.parameters())
 
     def _cache_key(self) -> tuple:
         params = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
@@ -392,7 +391,7 @@ class FastLTIModel(FastModel):
         if rows >= u.shape[0]:
             return self._convolve_rows(sys, u, K_f, n, order)
         starts = range(0, u.shape[0], rows)
-        if _records(u, K_f, *self.parameters()):
+        if records_grad(u, K_f, *self.parameters()):
             return torch.cat([self._convolve_rows(sys, u[i : i + rows], K_f, n, order) for i in starts])
         y = torch.empty(*u.shape[:2], self.d_model, dtype=u.dtype, device=u.device)  # (B, L, H)
         for i in starts:

@@ -41,7 +41,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 import fast.ops
-from fast._checks import complex_dtype, positive_int
+from fast._checks import complex_dtype, positive_int, records_grad
 from fast.discretization import discretize_diagonal
 from fast.models.ltv._base import LTVFastModel, softplus
 from reference.models.ltv.s7 import S7 as ReferenceS7
@@ -171,10 +171,7 @@ class S7(LTVFastModel):
         T = self.selection_chunk(Bsz)
         u_chunks = u.split(T, dim=1)  # (B, T, H) each
         tau_chunks = [None] * len(u_chunks) if tau is None else tau.split(T, dim=1)  # (B, T) each
-        records = torch.is_grad_enabled() and (
-            any(t is not None and t.requires_grad for t in (u, x0, tau))
-            or any(p.requires_grad for p in self.parameters())
-        )
+        records = records_grad(u, x0, tau, *self.parameters())
         starts = range(0, L, T)
         if records:  # each chunk a checkpoint; the results joined by cat (writing them into slices of one
             # tensor would make every chunk's backward copy the whole gradient: O(L^2 / T) work)

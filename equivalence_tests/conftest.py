@@ -8,13 +8,8 @@ Profiles: ``dev`` (default), ``ci`` (chosen when the CI environment variable is 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 from hypothesis import HealthCheck, settings
-
-# Tests import their helpers (strategies, tolerances) as top-level modules.
-sys.path.insert(0, str(Path(__file__).parent))
 
 # Triton runs on a CPU machine only in interpreter mode, which must be chosen before the first
 # `import triton` in the process (DESIGN.md §4).

@@ -12,9 +12,9 @@ import scipy.linalg
 import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds, sequences
-from tolerances import assert_close
 
+from equivalence_tests.strategies import lengths, seeds, sequences
+from equivalence_tests.tolerances import assert_close
 from reference.models.lti import Centaurus
 
 CONNECTIVITIES = ["pointwise", "neck", "dws", "full"]
@@ -29,7 +29,8 @@ def centaurus_models(draw, mode=connectivities, discretization=discretizations, 
     mode = draw(mode)
     H = draw(st.integers(1, 4)) if width is None else width
     J = {"pointwise": draw(st.integers(1, 3)), "neck": draw(st.integers(1, 4)), "dws": H, "full": H * H}[mode]
-    model = Centaurus(H, J, draw(discretization), seed=draw(seeds), mode=mode, sub_state_dim=draw(st.integers(1, 4)))
+    model = Centaurus(H, J, discretization=draw(discretization), seed=draw(seeds), mode=mode,
+        sub_state_dim=draw(st.integers(1, 4)))
     rng = np.random.default_rng(draw(seeds))
     p = model.params
     p.log_dt = p.log_dt + rng.uniform(0.0, 3.0, p.log_dt.shape)  # dt up to ~2

@@ -9,10 +9,10 @@ import scipy.linalg
 import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import dense_stable_systems, seeds, stable_diagonal_spectra, step_sizes
-from tolerances import assert_close
 
 import reference
+from equivalence_tests.strategies import dense_stable_systems, seeds, stable_diagonal_spectra, step_sizes
+from equivalence_tests.tolerances import assert_close
 from reference import discretize, discretize_diagonal
 
 LTI_METHODS = ["zoh", "bilinear", "dirac", "mamba"]

@@ -21,12 +21,12 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import dense_stable_systems, lengths, seeds, stable_diagonal_spectra, step_sizes
-from tolerances import assert_close
 
 import fast
 import fast.ops
 import reference
+from equivalence_tests.strategies import dense_stable_systems, lengths, seeds, stable_diagonal_spectra, step_sizes
+from equivalence_tests.tolerances import assert_close
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = ["float64", "float32"]

@@ -35,11 +35,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import lengths, seeds
-from tolerances import assert_close
 
 import fast.models
 import reference.models
+from equivalence_tests.strategies import lengths, seeds
+from equivalence_tests.tolerances import assert_close
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["S4D", "S5", "LRU", "S4", "Centaurus"]
@@ -359,7 +359,7 @@ def test_fast_lti_cache_follows_dtype_and_load_state_dict():
 
 
 def test_fast_s4d_torch_compile_forward_matches_eager():
-    ref = reference.models.S4D(2, 4, "bilinear", seed=1)
+    ref = reference.models.S4D(2, 4, discretization="bilinear", seed=1)
     model = fast.models.S4D.from_reference(ref)
     u = to_t(draw_input(1, 2, 11, 2))
     x0 = to_t(draw_state(1, 2, model.state_size()))

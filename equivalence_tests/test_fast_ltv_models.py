@@ -25,15 +25,15 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import seeds
-from test_mamba import mamba_setups
-from test_rglru import rglru_setups, segment_positions
-from test_s7 import s7_setups
-from tolerances import assert_close
 from torch.func import functional_call
 
 import fast.models
 import reference.models
+from equivalence_tests.strategies import seeds
+from equivalence_tests.test_mamba import mamba_setups
+from equivalence_tests.test_rglru import rglru_setups, segment_positions
+from equivalence_tests.test_s7 import s7_setups
+from equivalence_tests.tolerances import assert_close
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = ["float64", "float32"]
@@ -253,11 +253,11 @@ def _tiny(name: str, method: str | None, segment_reset: bool = True):
     rng = np.random.default_rng(7)
     L = 5
     if name == "Mamba":
-        ref = reference.models.Mamba(2, 2, method, seed=1, d_conv=2, expand=1)
+        ref = reference.models.Mamba(2, 2, discretization=method, seed=1, d_conv=2, expand=1)
     elif name == "RGLRU":
         ref = reference.models.RGLRU(2, 2, seed=1, num_heads=2, conv1d_width=2, segment_reset=segment_reset)
     else:
-        ref = reference.models.S7(1, 2, method, seed=1)
+        ref = reference.models.S7(1, 2, discretization=method, seed=1)
     # parameters away from their init values (zero biases, all-equal A_log) so no derivative hides
     for field in dataclasses.fields(ref.params):
         value = getattr(ref.params, field.name)
@@ -340,10 +340,10 @@ def test_ltv_model_fast_triton_matches_reference(name, method, segment_reset):
 
 def _small(name: str):
     if name == "Mamba":
-        return reference.models.Mamba(3, 4, "zoh", seed=3, d_conv=3)
+        return reference.models.Mamba(3, 4, discretization="zoh", seed=3, d_conv=3)
     if name == "RGLRU":
         return reference.models.RGLRU(3, 4, seed=3, num_heads=2)
-    return reference.models.S7(3, 4, "bilinear", seed=3)
+    return reference.models.S7(3, 4, discretization="bilinear", seed=3)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -357,7 +357,8 @@ def test_ltv_model_fast_from_reference_then_state_dict_round_trip_is_bit_identic
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
-    loaded = FAST[name](ref.d_model, ref.d_state, ref.discretization, seed=11, **_options(ref)).to(DTYPES[precision])
+    loaded = FAST[name](ref.d_model, ref.d_state, discretization=ref.discretization, seed=11,
+        **_options(ref)).to(DTYPES[precision])
     u = torch.tensor(np.random.default_rng(0).normal(size=(2, 7, ref.d_model)), dtype=DTYPES[precision])
     tau = torch.linspace(0.5, 1.5, 7, dtype=DTYPES[precision])
     assert not torch.equal(loaded(u, integration_timesteps=tau), model(u, integration_timesteps=tau))
@@ -382,7 +383,7 @@ def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad):
     """S7's per-token B_t and C_t (4 P_loc H numbers a token) are made a chunk of tokens at a time: no call of
     the projection sees more than ``selection_chunk`` tokens, in forward and (checkpoints) in backward; the
     output and the gradients equal the reference / the unchunked forward."""
-    ref = reference.models.S7(3, 4, "zoh", seed=2)
+    ref = reference.models.S7(3, 4, discretization="zoh", seed=2)
     model = fast.models.S7.from_reference(ref)
     assert model.selection_chunk(2) >= 10  # the default: these 10 tokens are one chunk
     u = np.random.default_rng(2).normal(size=(2, 10, 3))
@@ -414,7 +415,7 @@ def test_mamba_fast_torch_compiled_forward_matches_eager_on_cpu(with_grad):
     # through the compiled forward (and the chunks recomputed in backward) and compares them with eager ones;
     # inference runs one chunk (each chunk length is one more compilation).
     torch._dynamo.reset()
-    model = fast.models.Mamba.from_reference(reference.models.Mamba(4, 3, "async", seed=2, d_conv=3))
+    model = fast.models.Mamba.from_reference(reference.models.Mamba(4, 3, discretization="async", seed=2, d_conv=3))
     model.scan_chunk_size = 4 if with_grad else 64
     u = torch.tensor(np.random.default_rng(1).normal(size=(2, 9, 4)))
     tau = torch.linspace(0.5, 2.0, 9, dtype=torch.float64)
@@ -511,7 +512,7 @@ def test_mamba_fast_torch_trains_on_a_20k_sequence_in_bounded_memory():
 
 
 def _m(name="Mamba", method=None):
-    return FAST[name].from_reference(_small(name)) if method is None else FAST[name](3, 4, method)
+    return FAST[name].from_reference(_small(name)) if method is None else FAST[name](3, 4, discretization=method)
 
 
 def _u(*shape, dtype=torch.float64):
@@ -530,9 +531,10 @@ def _step(name, u_shape=(2, 3), batch=2, method=None, dtype=torch.float64, **kwa
 
 G = "integration_timesteps"
 BAD_CALLS = {
-    "Mamba unknown discretization": (lambda: fast.models.Mamba(2, 4, "euler"), r"Mamba.*'euler'.*supported"),
-    "S7 mamba discretization": (lambda: fast.models.S7(2, 4, "mamba"), r"S7.*'mamba'.*supported"),
-    "RGLRU zoh discretization": (lambda: fast.models.RGLRU(2, 4, "zoh"), r"RGLRU.*'zoh'.*supported"),
+    "Mamba unknown discretization": (lambda: fast.models.Mamba(2, 4, discretization="euler"),
+        r"Mamba.*'euler'.*supported"),
+    "S7 mamba discretization": (lambda: fast.models.S7(2, 4, discretization="mamba"), r"S7.*'mamba'.*supported"),
+    "RGLRU zoh discretization": (lambda: fast.models.RGLRU(2, 4, discretization="zoh"), r"RGLRU.*'zoh'.*supported"),
     "Mamba d_state zero": (lambda: fast.models.Mamba(2, 0), "d_state"),
     "unknown backend": (lambda: fast.models.Mamba(2, 4, backend="cuda"), "backend"),
 }

@@ -18,14 +18,14 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds
-from test_selective_scan import random_problem
-from tolerances import assert_close
 from torch.utils._pytree import tree_flatten
 
 import fast.ops
 import fast.selective_scan
 import reference
+from equivalence_tests.strategies import lengths, seeds
+from equivalence_tests.test_selective_scan import random_problem
+from equivalence_tests.tolerances import assert_close
 
 METHODS = ["mamba", "zoh", "bilinear", "dirac", "async"]
 PRECISIONS = ["float64", "float32"]

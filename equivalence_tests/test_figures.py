@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import gaps, seeds
-from tolerances import assert_close
 
 import figures
 import reference
+from equivalence_tests.strategies import gaps, seeds
+from equivalence_tests.tolerances import assert_close
 from figures.plots import frequency_grid
 from reference.init import softplus
 from reference.models import LRU, RGLRU, S4, S4D, S5, S7, Centaurus, Mamba
@@ -53,7 +53,7 @@ def lti_models(draw):
     d_model = draw(st.integers(1, 3))
     seed = draw(seeds)
     d_state = {"centaurus": draw(st.integers(1, 2))}.get(name, 2 * draw(st.integers(1, 3)))
-    return name, {rule: cls(d_model, d_state, rule, seed=seed) for rule in rules}
+    return name, {rule: cls(d_model, d_state, discretization=rule, seed=seed) for rule in rules}
 
 
 @st.composite
@@ -68,9 +68,9 @@ def ltv_setups(draw, rules=None):
     if name == "rglru":
         model = RGLRU(H, H * draw(st.integers(1, 2)), seed=seed)
     elif name == "s7":
-        model = S7(H, 2 * draw(st.integers(1, 3)), rule, seed=seed)
+        model = S7(H, 2 * draw(st.integers(1, 3)), discretization=rule, seed=seed)
     else:
-        model = Mamba(H, draw(st.integers(1, 4)), rule, seed=seed, expand=draw(st.sampled_from([1, 2])))
+        model = Mamba(H, draw(st.integers(1, 4)), discretization=rule, seed=seed, expand=draw(st.sampled_from([1, 2])))
     T = draw(st.integers(1, 12))
     u = np.random.default_rng(draw(seeds)).normal(size=(T, H))
     tau = None
@@ -193,13 +193,13 @@ def test_comparison_continuous_curve_matches_the_continuous_transfer_function(se
     fig, plotted = figures.plot_discretization_comparison("s4d", d_model=d_model, d_state=6, seed=seed, dt=dt,
                                                           n_freq=n_freq)
     w = plotted.w
-    model = figures.set_step(S4D(d_model, 6, "zoh", seed=seed), dt)
+    model = figures.set_step(S4D(d_model, 6, discretization="zoh", seed=seed), dt)
     # the curve drawn as "continuous" is G(i omega / dt) + D, computed by the figure through the warping identity
     assert_close(plotted.arrays["continuous"], s4d_continuous_response(model, w / dt), "complex128",
                  "continuous response")
     response = {"continuous": plotted.arrays["continuous"]}
     for rule in ("zoh", "bilinear", "dirac"):
-        m = figures.set_step(S4D(d_model, 6, rule, seed=seed), dt)
+        m = figures.set_step(S4D(d_model, 6, discretization=rule, seed=seed), dt)
         response[rule] = m.frequency_response(w)
         assert_close(plotted.arrays[rule], response[rule], "complex128", f"{rule} response")
         assert_same_set(plotted.arrays[f"{rule}:poles"], np.linalg.eigvals(m.to_dlti().A), f"{rule} poles")

@@ -9,9 +9,9 @@ import pytest
 import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds, sequences
-from tolerances import assert_close
 
+from equivalence_tests.strategies import lengths, seeds, sequences
+from equivalence_tests.tolerances import assert_close
 from reference import linear_scan
 from reference.models.lti import LRU
 
@@ -78,7 +78,7 @@ def test_lru_gamma_preserves_the_state_variance():
 @given(widths, states, seeds, st.sampled_from(["zoh", "dirac"]))
 def test_lru_zoh_and_dirac_with_unit_step_give_exactly_the_native_eigenvalues(H, N, seed, method):
     native = LRU(H, N, seed=seed).ssm()
-    other = LRU(H, N, method, seed=seed).ssm()
+    other = LRU(H, N, discretization=method, seed=seed).ssm()
     # dt = exp(0) = 1: exp(1 * (z / 1)) is exp(z) bit for bit
     assert np.array_equal(other.A_bar, native.A_bar)
 
@@ -86,7 +86,7 @@ def test_lru_zoh_and_dirac_with_unit_step_give_exactly_the_native_eigenvalues(H,
 @given(widths, states, seeds, st.lists(st.floats(-3.0, 2.0), min_size=8, max_size=8), sequences(batch=2, width=1))
 def test_lru_continuous_reading_reproduces_the_native_recurrence(H, N, seed, log_dt, u1):
     u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)  # (B, L, H)
-    models = {m: LRU(H, N, m, seed=seed) for m in LRU.discretizations}
+    models = {m: LRU(H, N, discretization=m, seed=seed) for m in LRU.discretizations}
     for model in models.values():
         model.params.log_dt = np.array(log_dt[:N])  # any stored step
     native = models["native"]
@@ -114,7 +114,7 @@ def test_lru_continuous_reading_reproduces_the_native_recurrence(H, N, seed, log
 
 @given(widths, states, st.sampled_from(LRU.discretizations), seeds, lengths)
 def test_lru_kernel_matches_brute_force_matrix_powers(H, N, method, seed, L):
-    model = LRU(H, N, method, seed=seed, r_max=0.99)
+    model = LRU(H, N, discretization=method, seed=seed, r_max=0.99)
     K = model.kernel(L)
     assert K.shape == (L, H, H)
     assert_close(K, model.ssm().kernel(L), "float64", "kernel vs repeated multiplication")

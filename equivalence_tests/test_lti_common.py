@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from oracles import dfreqresp_mimo, dimpulse_mimo, formula_by_solves
-from strategies import lengths, seeds
-from tolerances import assert_close
 
 import reference.models
+from equivalence_tests.oracles import dfreqresp_mimo, dimpulse_mimo, formula_by_solves
+from equivalence_tests.strategies import lengths, seeds
+from equivalence_tests.tolerances import assert_close
 
 LTI_NAMES = ["S4", "S4D", "S5", "LRU", "Centaurus"]
 W = np.linspace(0.0, np.pi, 7)
@@ -35,7 +35,7 @@ def lti_models(draw, name):
     d_model = draw(st.integers(1, 3))
     d_state = draw(st.sampled_from([2, 4, 6]))
     method = draw(st.sampled_from(cls.discretizations))
-    return cls(d_model, d_state, method, seed=draw(seeds))
+    return cls(d_model, d_state, discretization=method, seed=draw(seeds))
 
 
 def inputs(seed, model, B, L):
@@ -115,7 +115,7 @@ def test_lti_frequency_response_matches_scipy_dfreqresp(name, data):
     model = cls(
         data.draw(st.integers(1, 3)),
         data.draw(st.sampled_from([2, 4, 6])),
-        data.draw(st.sampled_from(cls.discretizations)),
+        discretization=data.draw(st.sampled_from(cls.discretizations)),
         seed=data.draw(seeds),
         **SEPARATED_POLES[name],
     )
@@ -190,7 +190,7 @@ def test_lti_unbatched_input_equals_batch_of_one(name):
 def test_lti_refuses_async_and_unknown_discretizations(name, method):
     cls = model_class(name)
     with pytest.raises(ValueError, match=rf"{cls.__name__}.*{method}.*supported.*{cls.discretizations[0]}"):
-        cls(2, 4, method)
+        cls(2, 4, discretization=method)
 
 
 @pytest.mark.parametrize("name", LTI_NAMES)

@@ -11,9 +11,9 @@ import pytest
 import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import gaps, seeds
-from tolerances import assert_close
 
+from equivalence_tests.strategies import gaps, seeds
+from equivalence_tests.tolerances import assert_close
 from reference.models import Mamba
 
 METHODS = list(Mamba.discretizations)
@@ -27,7 +27,8 @@ def mamba_setups(draw, methods=all_methods, length=model_lengths):
     """(model, u, tau): a small Mamba, an input (B, L, H) and event gaps (always for async)."""
     method = draw(methods)
     H, N, Bsz, L = draw(sizes), draw(sizes), draw(st.integers(1, 3)), draw(length)
-    model = Mamba(H, N, method, seed=draw(seeds), d_conv=draw(st.integers(1, 4)), expand=draw(st.sampled_from([1, 2])))
+    model = Mamba(H, N, discretization=method, seed=draw(seeds), d_conv=draw(st.integers(1, 4)),
+        expand=draw(st.sampled_from([1, 2])))
     rng = np.random.default_rng(draw(seeds))
     u = rng.normal(size=(Bsz, L, H))
     tau = None
@@ -124,7 +125,7 @@ def test_mamba_forward_matches_official_equations(setup):
 @given(mamba_setups(methods=st.just("zoh")))
 def test_mamba_async_with_unit_gaps_equals_zoh(setup):
     zoh, u, _ = setup
-    asy = Mamba(zoh.d_model, zoh.d_state, "async", d_conv=zoh.d_conv, expand=zoh.expand)
+    asy = Mamba(zoh.d_model, zoh.d_state, discretization="async", d_conv=zoh.d_conv, expand=zoh.expand)
     asy.params = zoh.params
     ones = np.ones(u.shape[1])
     assert_close(asy.forward(u, integration_timesteps=ones), zoh.forward(u), "float64", "outputs")
@@ -176,11 +177,11 @@ def test_mamba_declares_its_discretizations_and_refuses_others():
     assert Mamba.default_discretization == "mamba" and Mamba(2).discretization == "mamba"
     assert set(Mamba.discretizations) == {"mamba", "zoh", "bilinear", "dirac", "async"}
     with pytest.raises(ValueError, match=r"Mamba.*'euler'.*supported.*mamba"):
-        Mamba(2, 4, "euler")
+        Mamba(2, 4, discretization="euler")
 
 
 def _model_and_input(method="mamba", L=3):
-    model = Mamba(2, 3, method, d_conv=2)
+    model = Mamba(2, 3, discretization=method, d_conv=2)
     return model, np.ones((2, L, 2))
 
 
@@ -214,12 +215,14 @@ BAD_CALLS = {
         "integration_timesteps",
     ),
     "zero gap with zoh in step": (
-        lambda: Mamba(2, 3, "zoh").step(np.ones((2, 2)), Mamba(2, 3).initial_state(2), integration_timesteps=[0, 1]),
+        lambda: Mamba(2, 3, discretization="zoh").step(np.ones((2, 2)), Mamba(2, 3).initial_state(2),
+            integration_timesteps=[0, 1]),
         "integration_timesteps",
     ),
-    "async without gaps": (lambda: Mamba(2, 3, "async").forward(np.ones((2, 3, 2))), "integration_timesteps"),
+    "async without gaps": (lambda: Mamba(2, 3, discretization="async").forward(np.ones((2, 3, 2))),
+        "integration_timesteps"),
     "async step without gaps": (
-        lambda: Mamba(2, 3, "async").step(np.ones((2, 2)), Mamba(2, 3).initial_state(2)),
+        lambda: Mamba(2, 3, discretization="async").step(np.ones((2, 2)), Mamba(2, 3).initial_state(2)),
         "integration_timesteps",
     ),
     "step gaps wrong shape": (

@@ -8,10 +8,10 @@ import pytest
 import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
-from oracles import dfreqresp_mimo, dimpulse_mimo, formula_by_solves
-from strategies import dense_stable_systems, lengths, seeds, stable_diagonal_spectra, step_sizes
-from tolerances import assert_close
 
+from equivalence_tests.oracles import dfreqresp_mimo, dimpulse_mimo, formula_by_solves
+from equivalence_tests.strategies import dense_stable_systems, lengths, seeds, stable_diagonal_spectra, step_sizes
+from equivalence_tests.tolerances import assert_close
 from reference import DiscreteSSM, discretize, frequency_response, impulse_response, kernel, to_dlti
 
 W = np.linspace(0.0, np.pi, 9)

@@ -12,9 +12,9 @@ import pytest
 import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import gaps, seeds
-from tolerances import assert_close
 
+from equivalence_tests.strategies import gaps, seeds
+from equivalence_tests.tolerances import assert_close
 from reference.init import softplus, softplus_inverse
 from reference.models import RGLRU
 
@@ -302,7 +302,7 @@ def test_rglru_declares_its_native_rule_and_refuses_others():
     assert RGLRU.discretizations == ("rglru",) and RGLRU.default_discretization == "rglru"
     assert RGLRU(2).discretization == "rglru"
     with pytest.raises(ValueError, match=r"RGLRU.*'zoh'.*supported.*rglru"):
-        RGLRU(2, None, "zoh")
+        RGLRU(2, None, discretization="zoh")
 
 
 def _forward(**kwargs):

@@ -12,9 +12,9 @@ import scipy.linalg
 import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds, sequences, step_sizes
-from tolerances import assert_close
 
+from equivalence_tests.strategies import lengths, seeds, sequences, step_sizes
+from equivalence_tests.tolerances import assert_close
 from reference.init import hippo_legs, nplr_legs
 from reference.models.lti import S4
 from reference.models.lti.s4 import cauchy_conjugate_pairs
@@ -30,7 +30,7 @@ def s4_models(draw, discretization=discretizations):
     (Lambda, P, B, C) are replaced by random DPLR parameters (any P keeps A = Lambda - P P^* stable:
     its Hermitian part is Re Lambda - P P^* < 0)."""
     H, N = draw(widths), draw(even_states)
-    model = S4(H, N, draw(discretization), seed=draw(seeds))
+    model = S4(H, N, discretization=draw(discretization), seed=draw(seeds))
     rng = np.random.default_rng(draw(seeds))
     model.params.log_dt = np.log(draw(step_sizes())) + rng.uniform(-0.5, 0.5, H)  # (H,)
     if draw(st.booleans()):
@@ -192,7 +192,7 @@ def test_s4_bad_calls_raise_value_error():
     with pytest.raises(ValueError, match="L"):
         S4(2, 4).kernel(0)
     with pytest.raises(ValueError, match="discretization"):
-        S4(2, 4, "zoh").step_linear(np.zeros((1, 2)), np.zeros((1, 2, 2)))
+        S4(2, 4, discretization="zoh").step_linear(np.zeros((1, 2)), np.zeros((1, 2, 2)))
     with pytest.raises(ValueError, match="state"):
         S4(2, 4).step_linear(np.zeros((1, 2)), np.zeros((1, 2, 4)))
     model = S4(2, 4)
@@ -203,7 +203,7 @@ def test_s4_bad_calls_raise_value_error():
 
 @given(st.integers(1, 3), st.sampled_from([2, 4, 6]), st.sampled_from(S4.discretizations), seeds)
 def test_s4_to_dlti_is_a_minimal_real_realization(H, N, method, seed):
-    model = S4(H, N, method, seed=seed)
+    model = S4(H, N, discretization=method, seed=seed)
     dlti = model.to_dlti()
     assert dlti.A.shape == (H * N, H * N)  # N real states per channel, not 2N
     assert np.isrealobj(dlti.A) and np.isrealobj(dlti.B) and np.isrealobj(dlti.C)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds, sequences
-from tolerances import assert_close
 
+from equivalence_tests.strategies import lengths, seeds, sequences
+from equivalence_tests.tolerances import assert_close
 from reference import DiscreteSSM, discretize_diagonal, linear_scan
 from reference.init import hippo_legs, nplr_legs
 from reference.models.lti import S4D
@@ -71,7 +71,7 @@ def test_s4d_steps_are_one_per_channel_within_the_range(H, N, seed, dt_min, rati
 
 @given(widths, even_states, discretizations, inits, seeds, lengths)
 def test_s4d_vandermonde_kernel_matches_brute_force_powers(H, N, method, init, seed, L):
-    model = S4D(H, N, method, init=init, seed=seed)
+    model = S4D(H, N, discretization=method, init=init, seed=seed)
     K = model.kernel(L)
     assert K.shape == (L, H, H)
     assert_close(K, model.ssm().kernel(L), "float64", "Vandermonde kernel vs C A_bar^l B_bar")
@@ -83,7 +83,7 @@ def test_s4d_vandermonde_kernel_matches_brute_force_powers(H, N, method, init, s
 
 @given(widths, even_states, discretizations, inits, seeds, sequences(batch=2, width=1))
 def test_s4d_stored_half_with_2re_matches_full_conjugate_paired_system(H, N, method, init, seed, u1):
-    model = S4D(H, N, method, init=init, seed=seed)
+    model = S4D(H, N, discretization=method, init=init, seed=seed)
     u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)  # (B, L, H), distinct channels
     p = model.params
     # The full system of each channel: all N modes (lambda, conj lambda), (B, conj B), (C, conj C),

@@ -12,9 +12,9 @@ import pytest
 import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds, sequences
-from tolerances import assert_close
 
+from equivalence_tests.strategies import lengths, seeds, sequences
+from equivalence_tests.tolerances import assert_close
 from reference import DiscreteSSM, discretize_diagonal, linear_scan
 from reference.init import hippo_legs
 from reference.models.lti import S5
@@ -88,7 +88,7 @@ def test_s5_B_tilde_is_V_inverse_times_a_real_B(H, config, seed, C_init):
 @given(widths, s5_configs(conj_sym=True), discretizations, seeds, sequences(batch=2, width=1))
 def test_s5_stored_half_with_2re_matches_full_conjugate_paired_system(H, config, method, seed, u1):
     _, J, P = config
-    model = S5(H, P, method, blocks=J, seed=seed)
+    model = S5(H, P, discretization=method, blocks=J, seed=seed)
     u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)  # (B, L, H)
     p = model.params
     Lambda = model.eigenvalues()
@@ -111,7 +111,7 @@ def test_s5_stored_half_with_2re_matches_full_conjugate_paired_system(H, config,
 @given(widths, s5_configs(conj_sym=False), discretizations, seeds, sequences(batch=2, width=1))
 def test_s5_scan_equals_convolution_and_recurrence_without_conj_sym(H, config, method, seed, u1):
     _, J, P = config
-    model = S5(H, P, method, blocks=J, conj_sym=False, seed=seed)
+    model = S5(H, P, discretization=method, blocks=J, conj_sym=False, seed=seed)
     u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)
     y_scan = model.forward(u, mode="scan")
     assert_close(model.forward(u, mode="convolution"), y_scan, "float64", "convolution vs scan")
@@ -122,7 +122,7 @@ def test_s5_scan_equals_convolution_and_recurrence_without_conj_sym(H, config, m
 @given(widths, s5_configs(), discretizations, seeds, lengths)
 def test_s5_mimo_kernel_matches_brute_force_matrix_powers(H, config, method, seed, L):
     conj_sym, J, P = config
-    model = S5(H, P, method, blocks=J, conj_sym=conj_sym, seed=seed)
+    model = S5(H, P, discretization=method, blocks=J, conj_sym=conj_sym, seed=seed)
     K = model.kernel(L)
     assert K.shape == (L, H, H)
     assert_close(K, model.ssm().kernel(L), "float64", "kernel vs repeated multiplication")
@@ -134,7 +134,8 @@ def test_s5_mimo_kernel_matches_brute_force_matrix_powers(H, config, method, see
 
 def unidirectional_copy(model: S5, C_tilde: np.ndarray, D: np.ndarray) -> S5:
     """A causal S5 with the bidirectional model's Lambda, B~ and steps, and the given C~, D."""
-    twin = S5(model.d_model, model.d_state, model.discretization, blocks=model.blocks, conj_sym=model.conj_sym)
+    twin = S5(model.d_model, model.d_state, discretization=model.discretization, blocks=model.blocks,
+        conj_sym=model.conj_sym)
     twin.params = copy.deepcopy(model.params)
     twin.params.C_tilde, twin.params.D, twin.params.C_tilde_reverse = C_tilde, D, None
     return twin
@@ -143,7 +144,7 @@ def unidirectional_copy(model: S5, C_tilde: np.ndarray, D: np.ndarray) -> S5:
 @given(widths, s5_configs(), discretizations, seeds, sequences(batch=2, width=1))
 def test_s5_bidirectional_is_a_forward_scan_plus_a_time_reversed_scan(H, config, method, seed, u1):
     conj_sym, J, P = config
-    model = S5(H, P, method, blocks=J, conj_sym=conj_sym, bidirectional=True, seed=seed)
+    model = S5(H, P, discretization=method, blocks=J, conj_sym=conj_sym, bidirectional=True, seed=seed)
     u = np.repeat(u1, H, axis=2) * np.arange(1, H + 1)
     p = model.params
     forward_part = unidirectional_copy(model, p.C_tilde, p.D).forward(u)

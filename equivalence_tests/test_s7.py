@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import gaps, seeds
-from tolerances import assert_close
 
+from equivalence_tests.strategies import gaps, seeds
+from equivalence_tests.tolerances import assert_close
 from reference import DiscreteSSM, discretize
 from reference.init import nplr_legs
 from reference.models import S7
@@ -28,7 +28,8 @@ def s7_setups(draw, methods=all_methods, length=model_lengths):
     conj_sym = draw(st.booleans())
     block = draw(st.integers(1, 3)) * (2 if conj_sym else 1)
     d_state = block * draw(st.integers(1, 2))
-    model = S7(draw(st.integers(1, 3)), d_state, method, seed=draw(seeds), block_size=block, conj_sym=conj_sym)
+    model = S7(draw(st.integers(1, 3)), d_state, discretization=method, seed=draw(seeds), block_size=block,
+        conj_sym=conj_sym)
     Bsz, L = draw(st.integers(1, 3)), draw(length)
     u = np.random.default_rng(draw(seeds)).normal(size=(Bsz, L, model.d_model))
     tau = None
@@ -148,7 +149,7 @@ def test_s7_without_selection_matches_lti_system_oracle(setup, seed):
 @given(s7_setups(methods=st.just("zoh")))
 def test_s7_async_with_unit_gaps_equals_zoh(setup):
     zoh, u, _ = setup
-    asy = S7(zoh.d_model, zoh.d_state, "async", block_size=zoh.block_size, conj_sym=zoh.conj_sym)
+    asy = S7(zoh.d_model, zoh.d_state, discretization="async", block_size=zoh.block_size, conj_sym=zoh.conj_sym)
     asy.params = zoh.params
     assert_close(asy.forward(u, integration_timesteps=np.ones(u.shape[:2])), zoh.forward(u), "float64", "outputs")
 
@@ -205,11 +206,11 @@ def test_s7_declares_its_discretizations_and_refuses_others():
     assert S7.default_discretization == "zoh" and S7(2, 4).discretization == "zoh"
     assert set(S7.discretizations) == {"zoh", "bilinear", "dirac", "async"}
     with pytest.raises(ValueError, match=r"S7.*'mamba'.*supported.*zoh"):
-        S7(2, 4, "mamba")
+        S7(2, 4, discretization="mamba")
 
 
 def _forward(method="zoh", **kwargs):
-    return lambda: S7(2, 4, method).forward(np.ones((2, 3, 2)), **kwargs)
+    return lambda: S7(2, 4, discretization=method).forward(np.ones((2, 3, 2)), **kwargs)
 
 
 BAD_CALLS = {
@@ -225,7 +226,7 @@ BAD_CALLS = {
     "zero gap with bilinear": (_forward("bilinear", integration_timesteps=np.zeros(3)), "integration_timesteps"),
     "async without gaps": (_forward("async"), "integration_timesteps"),
     "async step without gaps": (
-        lambda: S7(2, 4, "async").step(np.ones((2, 2)), S7(2, 4).initial_state(2)),
+        lambda: S7(2, 4, discretization="async").step(np.ones((2, 2)), S7(2, 4).initial_state(2)),
         "integration_timesteps",
     ),
     "step gaps wrong shape": (

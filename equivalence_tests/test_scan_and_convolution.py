@@ -8,9 +8,9 @@ import pytest
 import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import lengths, seeds
-from tolerances import assert_close
 
+from equivalence_tests.strategies import lengths, seeds
+from equivalence_tests.tolerances import assert_close
 from reference import associative_scan, causal_conv, fft_conv, linear_scan
 
 

@@ -9,9 +9,9 @@ import pytest
 import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import gaps, lengths, seeds
-from tolerances import assert_close
 
+from equivalence_tests.strategies import gaps, lengths, seeds
+from equivalence_tests.tolerances import assert_close
 from reference import DiscreteSSM, discretize, selective_scan
 
 METHODS = ["mamba", "zoh", "bilinear", "dirac", "async"]

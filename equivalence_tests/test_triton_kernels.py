@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import gaps, seeds, sequences, stable_diagonal_spectra
-from tolerances import assert_close
 
 import fast
 import fast.triton
 import reference
+from equivalence_tests.strategies import gaps, seeds, sequences, stable_diagonal_spectra
+from equivalence_tests.tolerances import assert_close
 
 DEVICE = "cpu" if fast.triton.interpreting() else "cuda"
 METHODS = ["mamba", "zoh", "bilinear", "dirac", "async"]

@@ -9,9 +9,14 @@ The building blocks mirror the reference modules: ``fast.discretization`` (``dis
 Tensors keep their precision (float32 / complex64 or float64 / complex128); all tensors of one call must
 share it. Everything is differentiable by autograd. ``import fast`` works without Triton: triton is
 only ever imported inside a function that launches a kernel.
+
+Validation: shape, dtype and device checks always run; value checks (NaN, dt > 0, gaps >= 0), which read tensor
+values on the host, run while ``fast.validation`` is on (the default) and never while it is off
+(``fast.set_validation(False)``, ``with fast.validation(False): ...``) or under ``torch.compile``.
 """
 
 from fast import ops
+from fast._checks import set_validation, validating, validation
 from fast.convolution import fft_conv
 from fast.discretization import (
     DISCRETIZATIONS,
@@ -35,4 +40,7 @@ __all__ = [
     "linear_scan",
     "ops",
     "register_discretization",
+    "set_validation",
+    "validating",
+    "validation",
 ]

@@ -12,6 +12,46 @@ import torch
 
 BACKENDS = ("auto", "torch", "triton")
 
+# -- the validation switch (modelled on torch.distributions' validate_args) ----------------------------------
+# Shape, dtype and device checks always run: they read metadata only. Value checks (finite inputs, parameters
+# and states; dt > 0; gaps >= 0) read tensor values on the host, which is a device synchronization and a graph
+# break under torch.compile: they run while validation is on (the default) and never while it is off or while
+# torch.compile traces.
+
+_VALIDATE = True
+
+
+def set_validation(value: bool) -> None:
+    """Turn the value checks of every fast entry point on (the default) or off."""
+    global _VALIDATE
+    if not isinstance(value, bool):
+        raise ValueError(f"value: expected True or False, got {value!r}")
+    _VALIDATE = value
+
+
+class validation:
+    """``with fast.validation(False): ...`` runs the block without value checks (and restores the switch)."""
+
+    def __init__(self, value: bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"value: expected True or False, got {value!r}")
+        self.value = value
+
+    def __enter__(self):
+        self._saved = _VALIDATE
+        set_validation(self.value)
+        return self
+
+    def __exit__(self, *exc):
+        set_validation(self._saved)
+        return False
+
+
+def validating() -> bool:
+    """Whether value checks run now: the switch is on and torch.compile is not tracing."""
+    return _VALIDATE and not torch.compiler.is_compiling()
+
+
 def tensor(x, name: str, *, complex_ok: bool = True) -> torch.Tensor:
     """``x`` itself, after checking that it is a floating-point (or complex) torch tensor."""
     if not isinstance(x, torch.Tensor):
@@ -72,7 +112,8 @@ def real_like(x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
 
 
 def finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    if not bool(torch.isfinite(x).all()):
+    """``x``, after checking (while ``validating()``) that every entry is finite."""
+    if validating() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return x
 
@@ -80,7 +121,7 @@ def finite(x: torch.Tensor, name: str) -> torch.Tensor:
 def positive(x: torch.Tensor, name: str) -> torch.Tensor:
     """A real tensor whose entries are all finite and > 0 (step sizes)."""
     finite(x, name)
-    if x.numel() and bool((x <= 0).any()):
+    if validating() and x.numel() and bool((x <= 0).any()):
         raise ValueError(f"{name}: expected values > 0, got min {float(x.min()):.3g}")
     return x
 
@@ -88,7 +129,7 @@ def positive(x: torch.Tensor, name: str) -> torch.Tensor:
 def nonnegative(x: torch.Tensor, name: str) -> torch.Tensor:
     """A real tensor whose entries are all finite and >= 0 (event gaps)."""
     finite(x, name)
-    if x.numel() and bool((x < 0).any()):
+    if validating() and x.numel() and bool((x < 0).any()):
         raise ValueError(f"{name}: expected values >= 0, got min {float(x.min()):.3g}")
     return x
 

@@ -79,13 +79,13 @@ class Plotted:
 
 
 def make_model(name: str, discretization: str | None = None, *, d_model: int = 2, d_state=None, seed: int = 0):
-    """``MODELS[name](d_model, d_state, discretization, seed=seed)``; ``d_state=None`` takes the figures'
+    """``MODELS[name](d_model, d_state, discretization=discretization, seed=seed)``; ``d_state=None`` takes the figures'
     small default (``DEFAULT_D_STATE``). Raises ``ValueError`` for an unknown name."""
     if name not in MODELS:
         raise ValueError(f"model: unknown model {name!r}; valid choices: {', '.join(MODELS)}")
     if d_state is None:
         d_state = DEFAULT_D_STATE[name]
-    return MODELS[name](d_model, d_state, discretization, seed=seed)
+    return MODELS[name](d_model, d_state, discretization=discretization, seed=seed)
 
 
 def set_step(model: LTIModel, dt: float) -> LTIModel:

@@ -29,7 +29,7 @@ class FastModel(nn.Module):
     #: Why the model has no Triton path (``backend="triton"`` is then refused), or None when it has one.
     no_triton: ClassVar[str | None] = None
 
-    def __init__(self, d_model: int, d_state: int | None = None, discretization: str | None = None, *,
+    def __init__(self, d_model: int, d_state: int | None = None, *, discretization: str | None = None,
                  seed: int = 0, backend: str = "auto", **options):
         super().__init__()
         args = (d_model,) if d_state is None else (d_model, d_state)

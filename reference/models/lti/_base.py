@@ -24,11 +24,12 @@ import numpy as np
 from reference._checks import as_array, positive_int
 from reference.convolution import fft_conv
 from reference.discretization import DISCRETIZATIONS, TIME_VARYING_ONLY
+from reference.models._config import Configured
 from reference.response import DiscreteSSM
 from reference.scan import associative_scan, linear_scan
 
 
-class LTIModel:
+class LTIModel(Configured):
     """Base class of the reference LTI models (S4, S4D, S5, LRU, Centaurus)."""
 
     #: discretizations the model accepts, its default, and its forward modes (default first)
@@ -36,7 +37,7 @@ class LTIModel:
     default_discretization: ClassVar[str] = "zoh"
     modes: ClassVar[tuple[str, ...]] = ("convolution", "recurrence", "scan")
 
-    def __init__(self, d_model: int, d_state: int, discretization: str | None = None, *, seed: int = 0):
+    def __init__(self, d_model: int, d_state: int, *, discretization: str | None = None, seed: int = 0):
         self.d_model = positive_int(d_model, "d_model")
         self.d_state = positive_int(d_state, "d_state")
         if discretization is None:

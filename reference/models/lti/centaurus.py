@@ -141,8 +141,8 @@ class Centaurus(LTIModel):
         self,
         d_model: int,
         d_state: int | None = None,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         mode: str = "pointwise",
         sub_state_dim: int = 16,
@@ -157,7 +157,7 @@ class Centaurus(LTIModel):
             )
         H = positive_int(d_model, "d_model")
         natural = {"pointwise": 1, "neck": 1, "dws": H, "full": H * H}[mode]
-        super().__init__(d_model, natural if d_state is None else d_state, discretization, seed=seed)
+        super().__init__(d_model, natural if d_state is None else d_state, discretization=discretization, seed=seed)
         if mode == "dws" and self.d_state != H:
             raise ValueError(
                 f"d_state: Centaurus mode 'dws' has one state channel per input channel, so it needs "

@@ -115,14 +115,14 @@ class LRU(LTIModel):
         self,
         d_model: int,
         d_state: int = 64,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         r_min: float = 0.0,
         r_max: float = 1.0,
         max_phase: float = 2 * np.pi,
     ):
-        super().__init__(d_model, d_state, discretization, seed=seed)
+        super().__init__(d_model, d_state, discretization=discretization, seed=seed)
         r_min, r_max = _real(r_min, "r_min"), _real(r_max, "r_max")
         max_phase = _real(max_phase, "max_phase")
         if r_min < 0:

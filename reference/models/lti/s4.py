@@ -147,14 +147,14 @@ class S4(LTIModel):
         self,
         d_model: int,
         d_state: int = 64,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         B_clip: float | None = 2.0,
     ):
-        super().__init__(d_model, d_state, discretization, seed=seed)
+        super().__init__(d_model, d_state, discretization=discretization, seed=seed)
         if self.d_state % 2:
             raise ValueError(
                 f"d_state: S4 stores one mode per conjugate pair and needs an even full state size, "

@@ -142,8 +142,8 @@ class S5(LTIModel):
         self,
         d_model: int,
         d_state: int = 256,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         blocks: int = 1,
         conj_sym: bool = True,
@@ -154,7 +154,7 @@ class S5(LTIModel):
         clip_eigs: bool = False,
         bidirectional: bool = False,
     ):
-        super().__init__(d_model, d_state, discretization, seed=seed)
+        super().__init__(d_model, d_state, discretization=discretization, seed=seed)
         self.conj_sym = _flag(conj_sym, "conj_sym")
         self.clip_eigs = _flag(clip_eigs, "clip_eigs")
         self.bidirectional = _flag(bidirectional, "bidirectional")

@@ -22,6 +22,7 @@ import scipy.special
 
 from reference._checks import as_array, positive_int
 from reference.discretization import DISCRETIZATIONS
+from reference.models._config import Configured
 
 __all__ = [
     "LTVModel",
@@ -142,7 +143,7 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
     return y, new_history
 
 
-class LTVModel:
+class LTVModel(Configured):
     """Base of the reference LTV models: the discretization check and the input checks."""
 
     #: discretizations the model accepts and its default

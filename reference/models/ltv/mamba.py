@@ -109,8 +109,8 @@ class Mamba(LTVModel):
         self,
         d_model: int,
         d_state: int = 16,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         d_conv: int = 4,
         expand: float = 2,
@@ -144,6 +144,8 @@ class Mamba(LTVModel):
             raise ValueError(f"dt_init: expected 'random' or 'constant', got {dt_init!r}")
         if not (dt_scale > 0 and dt_init_floor > 0):
             raise ValueError("dt_scale, dt_init_floor: expected values > 0")
+        self.dt_min, self.dt_max, self.dt_init = dt_min, dt_max, dt_init
+        self.dt_scale, self.dt_init_floor = dt_scale, dt_init_floor
 
         H, D, N, R, W = self.d_model, self.d_inner, self.d_state, self.dt_rank, self.d_conv
         rng = np.random.default_rng(self.seed)

@@ -133,8 +133,8 @@ class RGLRU(LTVModel):
         self,
         d_model: int,
         d_state: int | None = None,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         num_heads: int = 1,
         conv1d_width: int = 4,
@@ -163,6 +163,8 @@ class RGLRU(LTVModel):
         self.segment_reset = segment_reset
         if not final_w_init_variance_scale > 0:
             raise ValueError("final_w_init_variance_scale: expected a value > 0")
+        self.min_rad, self.max_rad = min_rad, max_rad
+        self.final_w_init_variance_scale = final_w_init_variance_scale
 
         H, D, W, heads = self.d_model, self.lru_width, self.conv1d_width, self.num_heads
         blk = D // heads

@@ -116,8 +116,8 @@ class S7(LTVModel):
         self,
         d_model: int,
         d_state: int = 16,
-        discretization: str | None = None,
         *,
+        discretization: str | None = None,
         seed: int = 0,
         block_size: int | None = None,
         conj_sym: bool = True,
@@ -144,6 +144,7 @@ class S7(LTVModel):
         if not (math.isfinite(step_rescale) and step_rescale > 0):
             raise ValueError(f"step_rescale: expected a finite value > 0, got {step_rescale!r}")
         self.step_rescale = float(step_rescale)
+        self.dt_min, self.dt_max = dt_min, dt_max
 
         H = self.d_model
         self.dt_rank = math.ceil(H / 16)

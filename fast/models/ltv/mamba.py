@@ -81,7 +81,7 @@ class Mamba(LTVFastModel):
         dt_init_floor: float = 1e-4,
     ):
         super().__init__(
-            d_model, d_state, discretization, seed=seed, backend=backend, d_conv=d_conv, expand=expand,
+            d_model, d_state, discretization=discretization, seed=seed, backend=backend, d_conv=d_conv, expand=expand,
             dt_rank=dt_rank, dt_min=dt_min, dt_max=dt_max, dt_init=dt_init, dt_scale=dt_scale,
             dt_init_floor=dt_init_floor,
         )

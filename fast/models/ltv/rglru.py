@@ -77,7 +77,7 @@ class RGLRU(LTVFastModel):
         final_w_init_variance_scale: float = 1.0,
     ):
         super().__init__(
-            d_model, d_state, discretization, seed=seed, backend=backend, num_heads=num_heads,
+            d_model, d_state, discretization=discretization, seed=seed, backend=backend, num_heads=num_heads,
             conv1d_width=conv1d_width, c=c, min_rad=min_rad, max_rad=max_rad, segment_reset=segment_reset,
             final_w_init_variance_scale=final_w_init_variance_scale,
         )

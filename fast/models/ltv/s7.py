@@ -75,7 +75,7 @@ class S7(LTVFastModel):
         step_rescale: float = 1.0,
     ):
         super().__init__(
-            d_model, d_state, discretization, seed=seed, backend=backend, block_size=block_size,
+            d_model, d_state, discretization=discretization, seed=seed, backend=backend, block_size=block_size,
             conj_sym=conj_sym, clip_eigs=clip_eigs, dt_min=dt_min, dt_max=dt_max, step_rescale=step_rescale,
         )
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint figures bench install clean
+.PHONY: test lint figures bench install clean peers
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,27 @@ figures: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The conformance kit on third-party implementations, in a venv of its own (never .venv), pinned by
+# equivalence_tests/peers/constraints.txt; writes equivalence_tests/peers/REPORT.md.
+PEERS_VENV := .venv-peers
+PEERS_BIN := $(PEERS_VENV)/bin
+PEERS_C := equivalence_tests/peers/constraints.txt
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): pyproject.toml $(PEERS_C)
+	test -x $(PEERS_BIN)/python || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_BIN)/python -m pip install -q --upgrade -c $(PEERS_C) pip setuptools wheel packaging ninja
+	$(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) -e ".[fast,test]" triton einops opt-einsum jaxtyping
+# the peers at pinned versions, without their dependency lists (CUDA-only packages, jax, tilelang, ...)
+	env -u CUDA_HOME $(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-build-isolation --no-deps lrnnx
+	env -u CUDA_HOME MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
+		$(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-build-isolation --no-deps mamba-ssm
+	$(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-deps mambapy recurrentgemma
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+	$(PEERS_BIN)/python -m equivalence_tests.peers --out equivalence_tests/peers/REPORT.md
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,277 @@
+"""Parameter converters between the peers' state dicts and this project's parameters (public API).
+
+Every converter works on plain arrays: a state dict maps the peer's key (``"in_proj.weight"``) to a NumPy array or
+a torch tensor (tensors are read with ``.detach().cpu()``), and the ``*_to_reference`` functions return the
+reference model's params dataclass, in float64. ``load_*`` copies a peer's state dict into a ``fast`` model (torch
+is imported only there). None of this imports a peer: the layouts were written from reading the peers' code, and
+``equivalence_tests/test_peer_converters.py`` tests them without the peers installed.
+
+Mamba (``mamba_ssm.modules.mamba_simple.Mamba`` 2.3.2.post1, ``mambapy.mamba.MambaBlock`` 1.2.0, and
+``lrnnx.models.ltv.Mamba`` 1.0.0.post1 all use torch's module names; D = expand * d_model, R = dt_rank,
+W = d_conv)::
+
+    in_proj.weight (2D, H)   [in_proj.bias (2D,) with bias=True]
+    conv1d.weight (D, 1, W)  [conv1d.bias (D,) with conv_bias=True]
+    x_proj.weight (R + 2N, D)
+    dt_proj.weight (D, R), dt_proj.bias (D,)
+    A_log (D, N), D (D,)
+    out_proj.weight (H, D)   [out_proj.bias (H,) with bias=True]
+    lrnnx only: dtA_proj.weight (D, R), dtA_proj.bias (D,): read only by its event mode (integration_timesteps),
+        which the reference does not reproduce (reference/README.md §Mamba); dropped on the way in, and written
+        as a copy of dt_proj on the way out.
+
+The reference's ``MambaParams`` holds the same numbers under the names with "." -> "_" (``conv1d_weight`` without
+torch's singleton axis: ``(D, W)``).
+
+RecurrentGemma's recurrent block (``recurrentgemma.torch.modules.RecurrentBlock`` 1.0.1; D = lru_width)::
+
+    linear_x.weight (D, H), linear_x.bias (D,)      linear_y.weight (D, H), linear_y.bias (D,)
+    conv_1d.w (W, D), conv_1d.b (D,)                 rg_lru.a_param (D,)
+    rg_lru.input_gate.w (heads, D/heads, D/heads), rg_lru.input_gate.b (heads, D/heads)
+    rg_lru.a_gate.w, rg_lru.a_gate.b (the same shapes)
+    linear_out.weight (H, D), linear_out.bias (H,)
+
+``reference.models.RGLRU`` keeps exactly these numbers and layouts (``conv_1d_weight``, ``input_gate_weight``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+__all__ = [
+    "MAMBA_LAYOUTS",
+    "load_mamba_state_dict",
+    "load_recurrentgemma_state_dict",
+    "mamba_state_dict_to_reference",
+    "recurrentgemma_state_dict_to_reference",
+    "reference_to_mamba_state_dict",
+    "reference_to_recurrentgemma_state_dict",
+]
+
+#: The Mamba state-dict layouts: mamba_ssm and mambapy are one layout; lrnnx adds the event-mode dtA_proj.
+MAMBA_LAYOUTS = ("mamba_ssm", "mambapy", "lrnnx")
+
+
+def _array(value, key: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor (torch is not imported here)
+        value = value.detach().cpu().double().numpy()
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"state_dict[{key!r}]: expected a real array, got {type(value).__name__}") from err
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"state_dict[{key!r}]: contains NaN or inf")
+    return array
+
+
+def _read(state_dict, expected: dict, optional: dict, ignored=()) -> dict:
+    """Check that ``state_dict`` has exactly the keys of ``expected`` (+ any of ``optional`` and ``ignored``) with
+    those shapes; return the arrays by key."""
+    if not hasattr(state_dict, "keys"):
+        raise ValueError(f"state_dict: expected a mapping from parameter names to arrays, got {type(state_dict)}")
+    keys = set(state_dict.keys())
+    missing = [k for k in expected if k not in keys]
+    if missing:
+        raise ValueError(f"state_dict: missing keys {missing} (have {sorted(keys)})")
+    unknown = sorted(keys - set(expected) - set(optional) - set(ignored))
+    if unknown:
+        raise ValueError(f"state_dict: unexpected keys {unknown}; expected {list(expected) + list(optional)}")
+    out = {}
+    for key, shape in {**expected, **{k: v for k, v in optional.items() if k in keys}}.items():
+        array = _array(state_dict[key], key)
+        if array.shape != shape:
+            raise ValueError(f"state_dict[{key!r}]: expected shape {shape}, got {array.shape}")
+        out[key] = array
+    return out
+
+
+def _config(config) -> dict:
+    """A reference model's ``config`` dict (or the model itself)."""
+    if hasattr(config, "config") and not isinstance(config, dict):
+        config = config.config
+    if not isinstance(config, dict):
+        raise ValueError(f"config: expected a reference model's config dict, got {type(config).__name__}")
+    return config
+
+
+# ------------------------------------------------------------------------------------------------
+# Mamba
+# ------------------------------------------------------------------------------------------------
+
+
+def _mamba_sizes(config: dict):
+    config = _config(config)
+    try:
+        H, N = int(config["d_model"]), int(config["d_state"])
+    except KeyError as err:
+        raise ValueError(f"config: missing {err.args[0]!r} (expected a reference Mamba's config)") from None
+    W = int(config.get("d_conv", 4))
+    D = int(config.get("expand", 2) * H)
+    rank = config.get("dt_rank", "auto")
+    R = math.ceil(H / 16) if rank == "auto" else int(rank)
+    return H, N, D, R, W, bool(config.get("bias", False)), bool(config.get("conv_bias", True))
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in MAMBA_LAYOUTS:
+        raise ValueError(f"layout: expected one of {MAMBA_LAYOUTS}, got {layout!r}")
+
+
+def mamba_state_dict_to_reference(state_dict, config, *, layout: str = "mamba_ssm"):
+    """A mamba_ssm / mambapy / lrnnx ``Mamba`` state dict (keys in the module docstring) -> the reference's
+    ``MambaParams`` (float64), checked against ``config`` (a reference ``Mamba``'s ``config``: d_model, d_state,
+    d_conv, expand, dt_rank, bias, conv_bias)."""
+    from reference.models.ltv.mamba import MambaParams
+
+    _check_layout(layout)
+    H, N, D, R, W, bias, conv_bias = _mamba_sizes(config)
+    expected = {
+        "in_proj.weight": (2 * D, H),
+        "conv1d.weight": (D, 1, W),
+        "x_proj.weight": (R + 2 * N, D),
+        "dt_proj.weight": (D, R),
+        "dt_proj.bias": (D,),
+        "A_log": (D, N),
+        "D": (D,),
+        "out_proj.weight": (H, D),
+    }
+    if conv_bias:
+        expected["conv1d.bias"] = (D,)
+    if bias:
+        expected["in_proj.bias"] = (2 * D,)
+        expected["out_proj.bias"] = (H,)
+    if layout == "lrnnx":
+        expected["dtA_proj.weight"] = (D, R)
+        expected["dtA_proj.bias"] = (D,)
+    sd = _read(state_dict, expected, {})
+    return MambaParams(
+        in_proj_weight=sd["in_proj.weight"],
+        conv1d_weight=sd["conv1d.weight"][:, 0, :],  # (D, W): torch's singleton in-channel axis dropped
+        conv1d_bias=sd.get("conv1d.bias"),
+        x_proj_weight=sd["x_proj.weight"],
+        dt_proj_weight=sd["dt_proj.weight"],
+        dt_proj_bias=sd["dt_proj.bias"],
+        A_log=sd["A_log"],
+        D=sd["D"],
+        out_proj_weight=sd["out_proj.weight"],
+        in_proj_bias=sd.get("in_proj.bias"),
+        out_proj_bias=sd.get("out_proj.bias"),
+    )
+
+
+def reference_to_mamba_state_dict(params, *, layout: str = "mamba_ssm") -> dict[str, np.ndarray]:
+    """The inverse of ``mamba_state_dict_to_reference``: a reference ``MambaParams`` -> a state dict of NumPy
+    arrays in the peer's keys and shapes (load it with ``module.load_state_dict({k: torch.as_tensor(v) ...})``)."""
+    _check_layout(layout)
+    p = params
+    sd = {
+        "in_proj.weight": p.in_proj_weight,
+        "conv1d.weight": p.conv1d_weight[:, None, :],  # (D, 1, W)
+        "x_proj.weight": p.x_proj_weight,
+        "dt_proj.weight": p.dt_proj_weight,
+        "dt_proj.bias": p.dt_proj_bias,
+        "A_log": p.A_log,
+        "D": p.D,
+        "out_proj.weight": p.out_proj_weight,
+    }
+    if p.conv1d_bias is not None:
+        sd["conv1d.bias"] = p.conv1d_bias
+    if p.in_proj_bias is not None:
+        sd["in_proj.bias"] = p.in_proj_bias
+    if p.out_proj_bias is not None:
+        sd["out_proj.bias"] = p.out_proj_bias
+    if layout == "lrnnx":  # read only in lrnnx's event mode, which the reference does not reproduce
+        sd["dtA_proj.weight"] = p.dt_proj_weight
+        sd["dtA_proj.bias"] = p.dt_proj_bias
+    return {k: np.array(v, dtype=np.float64) for k, v in sd.items()}
+
+
+def _load_params(fast_model, params) -> None:
+    import torch
+
+    names = {f.name for f in dataclasses.fields(params)}
+    with torch.no_grad():
+        for name in names:
+            value = getattr(params, name)
+            target = fast_model._parameters.get(name)
+            if value is None:
+                if target is not None:
+                    raise ValueError(f"state_dict: has no value for {name!r}, which the fast model holds")
+                continue
+            if target is None:
+                raise ValueError(f"fast_model: has no parameter {name!r} for the state dict's value (its options "
+                                 "differ from the state dict's: build it with the same bias / conv_bias)")
+            if tuple(target.shape) != value.shape:
+                raise ValueError(f"fast_model.{name}: shape {tuple(target.shape)}, the state dict gives {value.shape}")
+            target.copy_(torch.from_numpy(value).to(dtype=target.dtype, device=target.device))
+
+
+def load_mamba_state_dict(fast_model, state_dict, *, layout: str = "mamba_ssm"):
+    """Copy a mamba_ssm / mambapy / lrnnx ``Mamba`` state dict into a ``fast.models.Mamba`` of the same
+    configuration (in place; rounded to the model's dtype). Returns the model."""
+    params = mamba_state_dict_to_reference(state_dict, fast_model.config, layout=layout)
+    _load_params(fast_model, params)
+    return fast_model
+
+
+# ------------------------------------------------------------------------------------------------
+# RecurrentGemma's recurrent block (RG-LRU)
+# ------------------------------------------------------------------------------------------------
+
+_RG_KEYS = {  # RecurrentGemma key -> reference field
+    "linear_x.weight": "linear_x_weight",
+    "linear_x.bias": "linear_x_bias",
+    "linear_y.weight": "linear_y_weight",
+    "linear_y.bias": "linear_y_bias",
+    "conv_1d.w": "conv_1d_weight",
+    "conv_1d.b": "conv_1d_bias",
+    "rg_lru.a_param": "a_param",
+    "rg_lru.input_gate.w": "input_gate_weight",
+    "rg_lru.input_gate.b": "input_gate_bias",
+    "rg_lru.a_gate.w": "a_gate_weight",
+    "rg_lru.a_gate.b": "a_gate_bias",
+    "linear_out.weight": "linear_out_weight",
+    "linear_out.bias": "linear_out_bias",
+}
+
+
+def recurrentgemma_state_dict_to_reference(state_dict, config):
+    """A RecurrentGemma torch ``RecurrentBlock`` state dict (keys in the module docstring) -> the reference's
+    ``RGLRUParams``, checked against ``config`` (a reference ``RGLRU``'s config: d_model, d_state = lru_width,
+    num_heads, conv1d_width)."""
+    from reference.models.ltv.rglru import RGLRUParams
+
+    config = _config(config)
+    try:
+        H = int(config["d_model"])
+    except KeyError:
+        raise ValueError("config: missing 'd_model' (expected a reference RGLRU's config)") from None
+    D = int(config.get("d_state") or H)
+    heads, W = int(config.get("num_heads", 1)), int(config.get("conv1d_width", 4))
+    if D % heads:
+        raise ValueError(f"config: num_heads = {heads} does not divide the RG-LRU width {D}")
+    blk = D // heads
+    shapes = {
+        "linear_x.weight": (D, H), "linear_x.bias": (D,), "linear_y.weight": (D, H), "linear_y.bias": (D,),
+        "conv_1d.w": (W, D), "conv_1d.b": (D,), "rg_lru.a_param": (D,),
+        "rg_lru.input_gate.w": (heads, blk, blk), "rg_lru.input_gate.b": (heads, blk),
+        "rg_lru.a_gate.w": (heads, blk, blk), "rg_lru.a_gate.b": (heads, blk),
+        "linear_out.weight": (H, D), "linear_out.bias": (H,),
+    }
+    sd = _read(state_dict, shapes, {})
+    return RGLRUParams(**{field: sd[key] for key, field in _RG_KEYS.items()})
+
+
+def reference_to_recurrentgemma_state_dict(params) -> dict[str, np.ndarray]:
+    """The inverse of ``recurrentgemma_state_dict_to_reference``: ``RGLRUParams`` -> RecurrentGemma's keys."""
+    return {key: np.array(getattr(params, field), dtype=np.float64) for key, field in _RG_KEYS.items()}
+
+
+def load_recurrentgemma_state_dict(fast_model, state_dict):
+    """Copy a RecurrentGemma ``RecurrentBlock`` state dict into a ``fast.models.RGLRU`` of the same configuration
+    (in place). Returns the model."""
+    _load_params(fast_model, recurrentgemma_state_dict_to_reference(state_dict, fast_model.config))
+    return fast_model

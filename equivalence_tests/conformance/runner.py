@@ -187,7 +187,7 @@ def _run_examples(prop: Property, adapter, n: int, seed: int | None) -> dict:
 
 def run_property(prop: Property, adapter, *, max_examples: int, seed: int | None) -> Result:
     """One property through hypothesis, once for every rule the adapter claims (each with its share of the
-    examples, at least 2): pass, fail (with the shrunk example), skip, or error."""
+    examples, at least 1): pass, fail (with the shrunk example), skip, or error."""
     result = Result(prop.name, "pass", claim=prop.claim)
     missing = [m for m in prop.needs if not callable(getattr(adapter, m, None))]
     if missing:
@@ -201,7 +201,7 @@ def run_property(prop: Property, adapter, *, max_examples: int, seed: int | None
         result.verdict, result.message = "skip", reasons[0]
         return result
     n = max_examples if prop.budget is None else min(max_examples, prop.budget)
-    n = max(2, -(-n // len(active)))
+    n = max(1, -(-n // len(active)))
     unsupported: list[str] = []
     for view in active:
         state = _run_examples(prop, view, n, seed)

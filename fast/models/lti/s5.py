@@ -30,6 +30,8 @@ import torch
 from fast.convolution import conv_depthwise, depthwise_spectrum, fft_length
 from fast.discretization import discretize_diagonal
 from fast.models.lti._base import FastLTIModel, LaneSystem, _into_lanes, _read_lanes
+from fast.models.ltv._base import LTVFastModel
+from fast.scan import linear_scan
 from reference.models.lti.s5 import S5 as _ReferenceS5
 
 __all__ = ["S5"]
@@ -67,9 +69,51 @@ class S5(FastLTIModel):
         return torch.complex(re, self.Lambda_im)  # (P_s,)
 
     def discretized(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(Lambda_bar (P_s,), B_bar (P_s, H))`` with one step per state."""
+        """``(Lambda_bar (P_s,), B_bar (P_s, H))`` with one step per state (an ``async`` S5 without gaps is its
+        zoh system: every gap is 1)."""
         dt = self.step_rescale * torch.exp(self.log_step)  # (P_s,)
-        return discretize_diagonal(self.eigenvalues(), self.param("B_tilde"), dt, self.discretization)
+        method = "zoh" if self.discretization == "async" else self.discretization
+        return discretize_diagonal(self.eigenvalues(), self.param("B_tilde"), dt, method)
+
+    def discretized_events(self, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Irregular time: ``(Lambda_bar (B, L, P_s), gamma (B, L, P_s))`` for the gaps ``tau (B, L)``, event k
+        discretized with the step dt * tau_k (``async``: the decay only); B_bar_k = diag(gamma_k) B_tilde."""
+        dt = self.step_rescale * torch.exp(self.log_step)  # (P_s,)
+        Lambda = self.eigenvalues()  # (P_s,)
+        return discretize_diagonal(Lambda, torch.ones_like(Lambda), dt, self.discretization, integration_timesteps=tau)
+
+    def _check_gaps(self, integration_timesteps, batch: int, length: int | None):
+        """The gaps as ``(B, L)`` (forward) or ``(B,)`` (step): the checks of the LTV models."""
+        self._refuse_bidirectional("integration_timesteps")
+        zero_ok = self.discretization in ("async", "dirac")
+        why = f" with discretization {self.discretization!r}: B_bar = 0 would drop that event's input"
+        return LTVFastModel.check_timesteps(
+            self, integration_timesteps, batch, length, allow_zero=zero_ok, why_not_zero=why
+        )
+
+    def _forward_irregular(self, u, integration_timesteps, initial_state, return_state: bool):
+        """x_k = Lambda_bar_k x_{k-1} + gamma_k (B_tilde u_k), y_k = read(C~ x_k) + D u_k through the linear scan
+        (torch's chunked scan, or the Triton kernel with ``backend="triton"``): no loop over time."""
+        u = self.check_input(u)
+        unbatched = u.ndim == 2
+        if unbatched:
+            if isinstance(integration_timesteps, torch.Tensor) and integration_timesteps.ndim == 2:
+                raise ValueError(
+                    f"integration_timesteps: expected shape ({u.shape[0]},) (L,) for an unbatched input, "
+                    f"got {tuple(integration_timesteps.shape)}"
+                )
+            u = u[None]  # (1, L, H)
+            if isinstance(initial_state, torch.Tensor):
+                initial_state = initial_state[None]
+        tau = self._check_gaps(integration_timesteps, u.shape[0], u.shape[1])  # (B, L)
+        x0 = self._check_state(initial_state, u.shape[0], "initial_state")  # (B, P_s) or None
+        Lambda_bar, gamma = self.discretized_events(tau)  # (B, L, P_s) each
+        bu = gamma * _into_lanes(u, self.param("B_tilde"))  # (B, L, P_s): B_bar_k u_k
+        x, xL = linear_scan(Lambda_bar, bu, x0, backend=self.resolved_backend(u))  # (B, L, P_s), (B, P_s)
+        y = _read_lanes(x, self.param("C_tilde"), 2.0 if self.conj_sym else 1.0) + self.D * u  # (B, L, H)
+        if not return_state:
+            return y[0] if unbatched else y
+        return (y[0], xL[0]) if unbatched else (y, xL)
 
     def _lanes(self, C: torch.Tensor, D: torch.Tensor | None) -> LaneSystem:
         Lambda_bar, B_bar = self.discretized()  # (P_s,), (P_s, H)
@@ -91,20 +135,36 @@ class S5(FastLTIModel):
         return super().system()
 
     def step(self, u_t, state, *, integration_timesteps=None):
+        """One step; ``integration_timesteps (B,)`` is the gap before it (None: a gap of 1)."""
         self._refuse_bidirectional("step")
-        return super().step(u_t, state, integration_timesteps=integration_timesteps)
+        if integration_timesteps is None:
+            return super().step(u_t, state)
+        if not isinstance(u_t, torch.Tensor):
+            raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
+        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
+            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {tuple(u_t.shape)}")
+        self.check_input(u_t[:, None], "u_t")  # dtype and device
+        tau = self._check_gaps(integration_timesteps, u_t.shape[0], None)  # (B,)
+        x = self._check_state(state, u_t.shape[0], "state")
+        x = self.initial_state(u_t.shape[0]) if x is None else x  # (B, P_s)
+        Lambda_bar, gamma = self.discretized_events(tau[:, None])  # (B, 1, P_s) each
+        x = Lambda_bar[:, 0] * x + gamma[:, 0] * _into_lanes(u_t, self.param("B_tilde"))  # (B, P_s)
+        y = _read_lanes(x, self.param("C_tilde"), 2.0 if self.conj_sym else 1.0) + self.D * u_t  # (B, H)
+        return y, x
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
         self._refuse_bidirectional("initial_state")
         return super().initial_state(batch_size)
 
     def forward(self, u, *, integration_timesteps=None, initial_state=None, return_state: bool = False):
-        """As ``FastLTIModel.forward``; a bidirectional S5 takes no initial state and returns none."""
+        """As ``FastLTIModel.forward``; a bidirectional S5 takes no initial state and returns none.
+
+        ``integration_timesteps`` (tau, ``(L,)`` or ``(B, L)``): irregular time, event k discretized with the step
+        dt * tau_k, run as a linear scan (reference/README.md §S5)."""
+        if integration_timesteps is not None:
+            return self._forward_irregular(u, integration_timesteps, initial_state, return_state)
         if not self.bidirectional:
-            return super().forward(
-                u, integration_timesteps=integration_timesteps, initial_state=initial_state, return_state=return_state
-            )
-        self._refuse_timesteps(integration_timesteps)
+            return super().forward(u, initial_state=initial_state, return_state=return_state)
         if initial_state is not None or return_state:
             raise ValueError(
                 "initial_state: a bidirectional S5 runs on whole sequences; it takes no initial state and "

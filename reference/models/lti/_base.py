@@ -91,12 +91,12 @@ class LTIModel(Configured):
             raise ValueError(f"{name}: expected shape (B, L, {self.d_model}) or (L, {self.d_model}), got {u.shape}")
         return u
 
-    def _check_state(self, state, batch: int, sys: DiscreteSSM):
+    def _check_state(self, state, batch: int, sys: DiscreteSSM, name: str = "initial_state"):
         if state is None:
             return np.zeros((batch, sys.state_size), dtype=np.result_type(sys.A_bar, sys.B_bar))
-        state = as_array(state, "initial_state")
+        state = as_array(state, name)
         if state.shape != (batch, sys.state_size):
-            raise ValueError(f"initial_state: expected shape {(batch, sys.state_size)} (B, S), got {state.shape}")
+            raise ValueError(f"{name}: expected shape {(batch, sys.state_size)} (B, S), got {state.shape}")
         return state
 
     def step(self, u_t, state):
@@ -105,7 +105,7 @@ class LTIModel(Configured):
         u_t = as_array(u_t, "u_t", complex_ok=False)
         if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
             raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {u_t.shape}")
-        x = self._check_state(state, u_t.shape[0], sys)
+        x = self._check_state(state, u_t.shape[0], sys, "state")
         Ax = sys.A_bar * x if sys.diagonal else x @ sys.A_bar.T  # (B, S)
         x = Ax + u_t @ sys.B_bar.T  # (B, S)
         y = sys.read(x @ sys.C.T) + u_t @ sys.D.T  # (B, H_out)

@@ -69,12 +69,14 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from reference._checks import positive, positive_int
+from reference._checks import as_array, positive, positive_int
 from reference.convolution import fft_conv
 from reference.discretization import discretize_diagonal
 from reference.init import nplr_legs
 from reference.models.lti._base import LTIModel
+from reference.models.ltv._base import check_timesteps
 from reference.response import DiscreteSSM
+from reference.scan import associative_scan, linear_scan
 
 __all__ = ["S5", "S5Params"]
 
@@ -134,7 +136,7 @@ class S5(LTIModel):
         bidirectional: add a reversed-time scan read by a second C (default False; not causal).
     """
 
-    discretizations = ("zoh", "bilinear", "dirac")
+    discretizations = ("zoh", "bilinear", "dirac", "async")
     default_discretization = "zoh"
     modes = ("scan", "recurrence", "convolution")
 
@@ -226,11 +228,20 @@ class S5(LTIModel):
             re = np.minimum(re, -1e-4)  # (P_s,)
         return re + 1j * self.params.Lambda_im  # (P_s,)
 
-    def discretized(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(Lambda_bar (P_s,), B_bar (P_s, H))`` with one step per state, step_rescale * exp(log_step)."""
+    def discretized(self, integration_timesteps=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(Lambda_bar (P_s,), B_bar (P_s, H))`` with one step per state, step_rescale * exp(log_step).
+
+        With the gaps ``integration_timesteps`` tau ``(B, L)``, each event k has its own step dt * tau_k:
+        ``(Lambda_bar (B, L, P_s), B_bar (B, L, P_s, H))`` (``async``: dt * tau_k for the decay only).
+        Without gaps every gap is 1, so an ``async`` S5 is its zoh system."""
         p = self.params
         dt = self.step_rescale * np.exp(p.log_step)  # (P_s,)
-        return discretize_diagonal(self.eigenvalues(), p.B_tilde, dt, self.discretization)
+        method = self.discretization
+        if integration_timesteps is None and method == "async":
+            method = "zoh"  # async with unit gaps is zoh exactly (reference/README.md §async)
+        return discretize_diagonal(
+            self.eigenvalues(), p.B_tilde, dt, method, integration_timesteps=integration_timesteps
+        )
 
     def _system(self, C: np.ndarray, D: np.ndarray) -> DiscreteSSM:
         Lambda_bar, B_bar = self.discretized()  # (P_s,), (P_s, H)
@@ -259,14 +270,51 @@ class S5(LTIModel):
         L = positive_int(L, "L")
         return self._vandermonde_kernel(self.ssm(), L)
 
-    def step(self, u_t, state):
+    def _check_gaps(self, integration_timesteps, batch: int, length: int | None):
+        """The gaps tau as ``(B, L)`` (forward) or ``(B,)`` (step), or None."""
+        if integration_timesteps is not None:
+            self._refuse_bidirectional("integration_timesteps")
+        zero_ok = self.discretization in ("async", "dirac")
+        why = f" with discretization {self.discretization!r}: B_bar = 0 would drop that event's input"
+        return check_timesteps(integration_timesteps, batch, length, allow_zero=zero_ok, why_not_zero=why)
+
+    def step(self, u_t, state, *, integration_timesteps=None):
+        """One step: ``u_t (B, H)``, ``state (B, P_s)`` and the gap before this step ``integration_timesteps
+        (B,)`` (None: a gap of 1) -> ``(y_t (B, H), state)``."""
         self._refuse_bidirectional("step")
-        return super().step(u_t, state)
+        if integration_timesteps is None:
+            return super().step(u_t, state)
+        u_t = as_array(u_t, "u_t", complex_ok=False)
+        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
+            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {u_t.shape}")
+        tau = self._check_gaps(integration_timesteps, u_t.shape[0], None)  # (B,)
+        x = self._check_state(state, u_t.shape[0], self.ssm(), "state")  # (B, P_s)
+        Lambda_bar, B_bar = self.discretized(tau[:, None])  # (B, 1, P_s), (B, 1, P_s, H)
+        x = Lambda_bar[:, 0] * x + np.einsum("bph,bh->bp", B_bar[:, 0], u_t)  # (B, P_s)
+        y = self.ssm().read(x @ self.params.C_tilde.T) + self.params.D * u_t  # (B, H)
+        return y, x
+
+    def _irregular(self, u, tau, x0, parallel: bool):
+        """The recurrence with one step per event: x_k = Lambda_bar_k x_{k-1} + B_bar_k u_k, y_k = read(C~ x_k)
+        + D u_k, for ``u (B, L, H)``, ``tau (B, L)`` and ``x0 (B, P_s)``. Returns ``(y (B, L, H), x_{L-1})``."""
+        Lambda_bar, B_bar = self.discretized(tau)  # (B, L, P_s), (B, L, P_s, H)
+        Bu = np.einsum("blph,blh->blp", B_bar, u)  # (B, L, P_s)
+        x, xL = (associative_scan if parallel else linear_scan)(Lambda_bar, Bu, x0)  # (B, L, P_s), (B, P_s)
+        y = self.ssm().read(x @ self.params.C_tilde.T) + u * self.params.D  # (B, L, H)
+        return y, xL
 
     # -- bidirectional forward ----------------------------------------------------------------------
-    def forward(self, u, *, initial_state=None, return_state=False, mode: str | None = None):
+    def forward(
+        self, u, *, integration_timesteps=None, initial_state=None, return_state=False, mode: str | None = None
+    ):
         """Run S5 on ``u (B, L, H)`` or ``(L, H)`` in ``mode`` ("scan" default, "recurrence",
-        "convolution"). A bidirectional S5 takes no initial state and returns none (it is not causal)."""
+        "convolution"). A bidirectional S5 takes no initial state and returns none (it is not causal).
+
+        ``integration_timesteps`` (tau, ``(L,)`` or ``(B, L)``, >= 0; > 0 unless the rule is async or dirac):
+        irregular time, event k discretized with the step dt * tau_k (reference/README.md §S5). Only the
+        "scan" and "recurrence" modes take gaps."""
+        if integration_timesteps is not None:
+            return self._forward_irregular(u, integration_timesteps, initial_state, return_state, mode)
         if not self.bidirectional:
             return super().forward(u, initial_state=initial_state, return_state=return_state, mode=mode)
         if initial_state is not None or return_state:
@@ -288,6 +336,33 @@ class S5(LTIModel):
         return y[0] if unbatched else y
 
     __call__ = forward
+
+    def _forward_irregular(self, u, integration_timesteps, initial_state, return_state, mode):
+        u = self._check_input(u)
+        unbatched = u.ndim == 2
+        if unbatched:
+            u = u[None]  # (1, L, H)
+            if integration_timesteps is not None and np.ndim(integration_timesteps) == 2:
+                raise ValueError(
+                    f"integration_timesteps: expected shape ({u.shape[1]},) (L,) for an unbatched input, "
+                    f"got {np.shape(integration_timesteps)}"
+                )
+            if initial_state is not None:
+                initial_state = np.asarray(initial_state)[None]
+        mode = self.modes[0] if mode is None else mode
+        if mode not in self.modes:
+            raise ValueError(f"mode: {type(self).__name__} runs in {list(self.modes)}, got {mode!r}")
+        if mode == "convolution":
+            raise ValueError(
+                "integration_timesteps: the 'convolution' mode has one kernel for every step, so it cannot "
+                "run irregular time (a different step at every event); use mode='scan' or 'recurrence'"
+            )
+        tau = self._check_gaps(integration_timesteps, u.shape[0], u.shape[1])  # (B, L)
+        x0 = self._check_state(initial_state, u.shape[0], self.ssm())  # (B, P_s)
+        y, xL = self._irregular(u, tau, x0, parallel=(mode == "scan"))
+        if unbatched:
+            y, xL = y[0], xL[0]
+        return (y, xL) if return_state else y
 
     def _causal_run(self, sys: DiscreteSSM, u: np.ndarray, mode: str) -> np.ndarray:
         """One direction of a bidirectional S5 from a zero state: ``(B, L, H)``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -200,8 +201,9 @@ def test_cli_exit_codes_and_report_files(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())[0]["passed"] is False
     assert "| `forward_matches_reference` | fail |" in (tmp_path / "r.md").read_text()
     repro = next(line for line in bad.stdout.splitlines() if line.startswith("reproduce: "))
-    again = subprocess.run(repro.removeprefix("reproduce: "), shell=True, cwd=tmp_path, capture_output=True,
-                           text=True, env=dict(os.environ, PYTHONPATH=str(tmp_path)), timeout=600)
+    command = repro.removeprefix("reproduce: ").replace("python", shlex.quote(sys.executable), 1)
+    again = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(tmp_path)), timeout=600)
     assert again.returncode != 0 and "Mismatch" in again.stderr
     missing = _cli(tmp_path, "my_adapters:Nope")
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
@@ -232,3 +234,30 @@ def test_comparison_reports_the_worst_entry_against_its_tolerance():
         assert_matches(np.full((2, 3), np.nan), expected, "float64", "y")
     with pytest.raises(Mismatch, match="shape"):
         assert_matches(expected[0], expected, "float64", "y")
+
+
+def test_the_kit_ships_in_the_distribution_and_imports_from_any_directory(tmp_path):
+    """A non-editable build (the wheel pip installs) contains the kit; run from another directory with only that
+    wheel's files on the path (numpy, scipy, hypothesis from the environment), it imports and runs."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("lrnn_reference-*.whl")
+    import zipfile
+
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    names = {p.relative_to(site).as_posix() for p in site.rglob("*.py")}
+    for module in ("equivalence_tests/conformance/__init__.py", "equivalence_tests/conformance/__main__.py",
+                   "equivalence_tests/strategies.py", "equivalence_tests/tolerances.py", "equivalence_tests/oracles.py",
+                   "equivalence_tests/planted_defects.py", "reference/__init__.py"):
+        assert module in names, f"{module} is not in the wheel"
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = ("import equivalence_tests.conformance as cf, equivalence_tests.tolerances as t; "
+            "from equivalence_tests.planted_defects import StudentDiscretization as S; "
+            "print(cf.__file__); print(cf.check(S(), max_examples=2).summary())")
+    run = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, PYTHONPATH=str(site)))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0].startswith(str(site)) and "PASSED" in run.stdout

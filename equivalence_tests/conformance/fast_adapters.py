@@ -94,6 +94,18 @@ class FastModelAdapter(_Torch, cf.ModelAdapter):
         return to_numpy(ut.grad)
 
 
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        impl.zero_grad()
+        y = impl(to_torch(u, self.torch_dtype), **self._kwargs(integration_timesteps))
+        (y * to_torch(grad_y, self.torch_dtype)).sum().backward()
+        grads = {}
+        for name, p in impl.named_parameters():
+            if p.grad is not None:
+                g = p.grad.detach().double().numpy()
+                grads[name] = g[..., 0] + 1j * g[..., 1] if name in impl._complex_params else g
+        return grads
+
+
 class FastLTIModelAdapter(FastModelAdapter):
     """A fast LTI model, with its kernel and frequency response."""
 

@@ -39,7 +39,12 @@ ZERO_GAP_RULES = ("async", "dirac")
 
 
 def _lti(adapter):
-    return None if adapter.model in LTI_MODELS else f"{adapter.model} is not an LTI model"
+    if adapter.model not in LTI_MODELS:
+        return f"{adapter.model} is not an LTI model"
+    varying = [r for r in adapter.discretizations if r in reference.TIME_VARYING_ONLY]
+    if varying:  # the adapter's view of one rule (runner._RuleView): an event rule has no single kernel
+        return f"rule {varying[0]!r} is time-varying: no kernel, impulse or frequency response"
+    return None
 
 
 def _ltv(adapter):
@@ -52,8 +57,9 @@ def _cut(strategy):
 
 
 def _gaps(ex, *, always=False):
-    """The event gaps an example passes: always for an event rule (async), else only when ``always``."""
-    if ex["discretization"] in reference.TIME_VARYING_ONLY or always:
+    """The event gaps an example passes: always for an event rule (async) or when ``always``; for the other rules of
+    an LTV model when the example drew ``with_gaps``."""
+    if ex["discretization"] in reference.TIME_VARYING_ONLY or always or ex.get("with_gaps"):
         return gap_array(ex, allow_zero=ex["discretization"] in ZERO_GAP_RULES)
     return None
 
@@ -80,7 +86,7 @@ def _setup(adapter, ex):
 
 
 @register(ModelAdapter, "forward equals the reference model's forward, given identical parameters, for every "
-          "claimed rule (event rules with their gaps)", examples=lambda ad: model_inputs(ad))
+          "claimed rule (LTV models with and without event gaps)", examples=lambda ad: model_inputs(ad))
 def forward_matches_reference(adapter, ex):
     ref, impl, u = _setup(adapter, ex)
     tau = _gaps(ex)
@@ -264,18 +270,48 @@ def frequency_response_matches_scipy(adapter, ex):
           "(fast.models.<model>.from_reference(ref), autograd)", examples=lambda ad: model_inputs(ad),
           needs=("grad_input",))
 def input_gradient_matches_fast_float64(adapter, ex):
+    ref, impl, u = _setup(adapter, ex)
+    tau = _gaps(ex)
+    g = np.random.default_rng(ex["input_seed"] + 5).normal(size=u.shape)  # (B, L, H_out); H_out = H
+    expected, _ = _twin_gradients(adapter, ref, u, g, tau)
+    grad = adapter.grad_input(impl, u, g, **({} if tau is None else {"integration_timesteps": tau}))
+    assert_matches(grad, expected, adapter.dtype, "dL/du")
+
+def _twin_gradients(adapter, ref, u, g, tau):
+    """The float64 torch twin's gradients of sum(g * y): (dL/du, {field: dL/dfield}); complex fields as
+    dL/dRe + i dL/dIm."""
     try:
         import torch
 
         import fast.models
     except ImportError as exc:  # pragma: no cover - the kit's own extra brings torch
         raise Unsupported(f"the float64 twin needs torch and fast ({exc})") from None
-    ref, impl, u = _setup(adapter, ex)
-    tau = _gaps(ex)
-    g = np.random.default_rng(ex["input_seed"] + 5).normal(size=u.shape)  # (B, L, H_out); H_out = H
     twin = getattr(fast.models, adapter.model).from_reference(ref).to(torch.float64)
     ut = torch.tensor(u, requires_grad=True)
     kwargs = {} if tau is None else {"integration_timesteps": torch.tensor(tau)}
     (twin(ut, **kwargs) * torch.tensor(g)).sum().backward()
-    grad = adapter.grad_input(impl, u, g, **({} if tau is None else {"integration_timesteps": tau}))
-    assert_matches(grad, ut.grad.numpy(), adapter.dtype, "dL/du")
+    grads = {}
+    for name, p in twin.named_parameters():
+        if p.grad is None:
+            continue
+        grad = p.grad.numpy()
+        complex_field = np.iscomplexobj(getattr(ref.params, name, None))
+        grads[name] = grad[..., 0] + 1j * grad[..., 1] if complex_field else grad
+    return ut.grad.numpy(), grads
+
+
+@register(ModelAdapter, "the gradients of sum(g * y) with respect to the parameters the adapter maps (reference "
+          "layout; complex ones as dL/dRe + i dL/dIm) equal the project's float64 torch twin's",
+          examples=lambda ad: model_inputs(ad), needs=("grad_params",))
+def parameter_gradients_match_fast_float64(adapter, ex):
+    ref, impl, u = _setup(adapter, ex)
+    tau = _gaps(ex)
+    g = np.random.default_rng(ex["input_seed"] + 5).normal(size=u.shape)  # (B, L, H)
+    _, expected = _twin_gradients(adapter, ref, u, g, tau)
+    got = adapter.grad_params(impl, u, g, **({} if tau is None else {"integration_timesteps": tau}))
+    if not isinstance(got, dict) or not got:
+        raise Mismatch("grad_params", f"expected a non-empty dict {{field: gradient}}, got {type(got).__name__}")
+    for name, grad in got.items():
+        if name not in expected:
+            raise Mismatch(f"dL/d{name}", f"{name!r} is not a parameter field of reference {adapter.model}")
+        assert_matches(grad, expected[name], adapter.dtype, f"dL/d{name}")

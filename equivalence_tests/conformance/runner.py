@@ -189,16 +189,16 @@ def run_property(prop: Property, adapter, *, max_examples: int, seed: int | None
     """One property through hypothesis, once for every rule the adapter claims (each with its share of the
     examples, at least 1): pass, fail (with the shrunk example), skip, or error."""
     result = Result(prop.name, "pass", claim=prop.claim)
-    missing = [m for m in prop.needs if not callable(getattr(adapter, m, None))]
-    if missing:
-        result.verdict, result.message = "skip", f"the adapter has no {', '.join(m + '()' for m in missing)}"
-        return result
     rules = _claimed_rules(adapter)
     views = [adapter if rule is None else _RuleView(adapter, rule) for rule in rules]
     reasons = [prop.applies(v) if prop.applies else None for v in views]
     active = [v for v, r in zip(views, reasons) if r is None]
     if not active:
         result.verdict, result.message = "skip", reasons[0]
+        return result
+    missing = [m for m in prop.needs if not callable(getattr(adapter, m, None))]
+    if missing:
+        result.verdict, result.message = "skip", f"the adapter has no {', '.join(m + '()' for m in missing)}"
         return result
     n = max_examples if prop.budget is None else min(max_examples, prop.budget)
     n = max(1, -(-n // len(active)))

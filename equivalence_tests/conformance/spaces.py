@@ -120,6 +120,8 @@ def model_inputs(draw, adapter, *, min_length: int = 1) -> dict:
     """An example for a model property: a configuration, a batch size, a length and an input seed."""
     config = draw(model_configs(adapter))
     config.update(batch=draw(batches), length=draw(st.integers(min_length, 17)), input_seed=draw(seeds))
+    if adapter.model in LTV_MODELS:  # event gaps under every rule, not only the event rule (which always has them)
+        config["with_gaps"] = draw(st.booleans())
     return config
 
 

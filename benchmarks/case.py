@@ -140,8 +140,8 @@ def runner(spec: dict, impl: str, device):
         import fast.models
 
         backend = "triton" if impl.startswith("fast triton") else "torch"
-        model = getattr(fast.models, name)(*args, seed=0, backend=backend, **options)
-        model = model.to(device=device, dtype=torch.float32)
+        model = getattr(fast.models, name)(*args, seed=0, backend=backend, device=device, dtype=torch.float32,
+                                           **options)
         u = torch.from_numpy(u_np).to(device)
         device_name = str(device)
         impl = impl.replace("fast triton", "fast")

@@ -83,8 +83,8 @@ def model_specs(draw, name, methods=None, tiny=False):
 
 def build(spec, **override):
     """The reference model of ``spec`` and its fast twin (float64, by ``from_reference``)."""
-    name, args, options = spec
-    ref = getattr(reference.models, name)(*args, **{**options, **override})
+    name, (H, N, method), options = spec
+    ref = getattr(reference.models, name)(H, N, discretization=method, **{**options, **override})
     return ref, getattr(fast.models, name).from_reference(ref)
 
 
@@ -475,7 +475,8 @@ def test_fast_lti_fast_triton_matches_reference(name, data, seed, B, L, with_sta
 @settings(max_examples=3)
 @given(data=st.data(), seed=seeds, B=st.integers(1, 2), L=st.integers(1, 9))
 def test_fast_s5_bidirectional_fast_triton_matches_reference(data, seed, B, L):
-    ref = reference.models.S5(*data.draw(model_specs("S5", tiny=True))[1], bidirectional=True, seed=seed)
+    H, N, method = data.draw(model_specs("S5", tiny=True))[1]
+    ref = reference.models.S5(H, N, discretization=method, bidirectional=True, seed=seed)
     model = fast.models.S5.from_reference(ref, backend="triton")
     u = draw_input(seed, B, L, ref.d_model)
     assert_close(model(to_t(u)), ref.forward(u), "float64", "bidirectional S5 (triton)")

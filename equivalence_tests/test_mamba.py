@@ -28,7 +28,7 @@ def mamba_setups(draw, methods=all_methods, length=model_lengths):
     method = draw(methods)
     H, N, Bsz, L = draw(sizes), draw(sizes), draw(st.integers(1, 3)), draw(length)
     model = Mamba(H, N, discretization=method, seed=draw(seeds), d_conv=draw(st.integers(1, 4)),
-        expand=draw(st.sampled_from([1, 2])))
+        expand=draw(st.sampled_from([1, 2])), conv_bias=draw(st.booleans()), bias=draw(st.booleans()))
     rng = np.random.default_rng(draw(seeds))
     u = rng.normal(size=(Bsz, L, H))
     tau = None
@@ -99,9 +99,12 @@ def official_equations(model: Mamba, u):
     out = np.zeros((Bsz, L, model.d_model))
     for b in range(Bsz):
         xz = u[b] @ p.in_proj_weight.T  # (L, 2D): x first, then z
+        if p.in_proj_bias is not None:  # nn.Linear(H, 2D, bias=True)
+            xz = xz + p.in_proj_bias
         x, z = xz[:, :D], xz[:, D:]
+        conv_bias = np.zeros(D) if p.conv1d_bias is None else p.conv1d_bias  # nn.Conv1d(..., bias=conv_bias)
         conv = np.stack(
-            [np.convolve(x[:, d], p.conv1d_weight[d, ::-1])[:L] + p.conv1d_bias[d] for d in range(D)], axis=1
+            [np.convolve(x[:, d], p.conv1d_weight[d, ::-1])[:L] + conv_bias[d] for d in range(D)], axis=1
         )  # (L, D): torch Conv1d(padding=W-1)[..., :L]
         x = conv * scipy.special.expit(conv)
         x_dbl = x @ p.x_proj_weight.T  # (L, R + 2N): dt, B, C in this order
@@ -113,6 +116,8 @@ def official_equations(model: Mamba, u):
             h = np.exp(dt[t][:, None] * A) * h + dt[t][:, None] * Bt[t][None, :] * x[t][:, None]
             y = h @ Ct[t] + p.D * x[t]
             out[b, t] = (y * z[t] * scipy.special.expit(z[t])) @ p.out_proj_weight.T
+            if p.out_proj_bias is not None:  # nn.Linear(D, H, bias=True)
+                out[b, t] += p.out_proj_bias
     return out
 
 
@@ -173,6 +178,34 @@ def test_mamba_init_follows_the_official_recipe(H, N, seed, expand):
     assert np.all(np.abs(p.in_proj_weight) <= 1 / math.sqrt(H)) and np.all(np.abs(p.conv1d_weight) <= 0.5)
 
 
+@given(st.integers(1, 40), sizes, seeds)
+def test_mamba_bias_options_follow_the_official_layout_and_leave_the_other_draws(H, N, seed):
+    # mamba_ssm: in_proj = nn.Linear(H, 2D, bias=bias), out_proj = nn.Linear(D, H, bias=bias) (default False),
+    # conv1d = nn.Conv1d(..., bias=conv_bias) (default True); torch's Linear bias init U[-1/sqrt(fan_in), ...]
+    plain = Mamba(H, N, seed=seed)
+    assert plain.params.in_proj_bias is None and plain.params.out_proj_bias is None
+    biased = Mamba(H, N, seed=seed, bias=True, conv_bias=False)
+    p, D = biased.params, 2 * H
+    assert p.conv1d_bias is None
+    assert p.in_proj_bias.shape == (2 * D,) and p.out_proj_bias.shape == (H,)
+    assert np.all(np.abs(p.in_proj_bias) <= 1 / math.sqrt(H)) and np.all(np.abs(p.out_proj_bias) <= 1 / math.sqrt(D))
+    for name in ("in_proj_weight", "conv1d_weight", "x_proj_weight", "dt_proj_weight", "dt_proj_bias", "A_log", "D",
+                 "out_proj_weight"):  # the flags change no other parameter's draw
+        np.testing.assert_array_equal(getattr(p, name), getattr(plain.params, name), err_msg=name)
+    assert (biased.config["bias"], biased.config["conv_bias"]) == (True, False)
+
+
+def test_mamba_output_bias_adds_to_the_output_and_a_zero_bias_changes_nothing():
+    rng = np.random.default_rng(3)
+    u = rng.normal(size=(2, 6, 3))
+    plain, biased = Mamba(3, 2, seed=1), Mamba(3, 2, seed=1, bias=True)
+    biased.params.in_proj_bias = np.zeros_like(biased.params.in_proj_bias)
+    np.testing.assert_array_equal(biased.forward(u), plain.forward(u) + biased.params.out_proj_bias)
+    no_conv_bias = Mamba(3, 2, seed=1, conv_bias=False)
+    plain.params.conv1d_bias = np.zeros_like(plain.params.conv1d_bias)
+    np.testing.assert_array_equal(no_conv_bias.forward(u), plain.forward(u))
+
+
 def test_mamba_declares_its_discretizations_and_refuses_others():
     assert Mamba.default_discretization == "mamba" and Mamba(2).discretization == "mamba"
     assert set(Mamba.discretizations) == {"mamba", "zoh", "bilinear", "dirac", "async"}
@@ -193,6 +226,8 @@ BAD_CALLS = {
     "expand negative": (lambda: Mamba(2, 4, expand=-1), "expand"),
     "expand not giving an integer width": (lambda: Mamba(3, 4, expand=0.5), "expand"),
     "expand string": (lambda: Mamba(3, 4, expand="2"), "expand"),
+    "bias not a bool": (lambda: Mamba(3, 4, bias=1), "bias"),
+    "conv_bias not a bool": (lambda: Mamba(3, 4, conv_bias="yes"), "conv_bias"),
     "d_conv zero": (lambda: Mamba(2, 4, d_conv=0), "d_conv"),
     "dt_rank zero": (lambda: Mamba(2, 4, dt_rank=0), "dt_rank"),
     "dt_min above dt_max": (lambda: Mamba(2, 4, dt_min=0.2, dt_max=0.1), "dt_min"),

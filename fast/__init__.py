@@ -24,6 +24,7 @@ from fast.discretization import (
     discretize,
     discretize_diagonal,
     register_discretization,
+    unregister_discretization,
 )
 from fast.response import frequency_response, impulse_response, kernel
 from fast.scan import linear_scan
@@ -40,6 +41,7 @@ __all__ = [
     "linear_scan",
     "ops",
     "register_discretization",
+    "unregister_discretization",
     "set_validation",
     "validating",
     "validation",

@@ -48,7 +48,9 @@ __all__ = [
     "TIME_VARYING_ONLY",
     "discretize",
     "discretize_diagonal",
+    "custom_discretizations",
     "register_discretization",
+    "unregister_discretization",
 ]
 
 #: The names ``discretize`` accepts. ``register_discretization`` appends to this list.
@@ -86,6 +88,20 @@ def register_discretization(name: str, fn: Callable, *, time_varying_only: bool 
     DISCRETIZATIONS.append(name)
     if time_varying_only:
         TIME_VARYING_ONLY.add(name)
+
+
+def unregister_discretization(name: str) -> None:
+    """Remove a discretization added by ``register_discretization`` (the built-in rules cannot be removed)."""
+    if name not in _CUSTOM:
+        raise ValueError(f"name: {name!r} is not a registered custom discretization; registered: {list(_CUSTOM)}")
+    del _CUSTOM[name]
+    DISCRETIZATIONS.remove(name)
+    TIME_VARYING_ONLY.discard(name)
+
+
+def custom_discretizations() -> tuple[str, ...]:
+    """The names added by ``register_discretization``, in the order they were added."""
+    return tuple(_CUSTOM)
 
 
 def _check_method(method) -> str:

@@ -136,8 +136,17 @@ def default_gaps(L: int, seed: int = 0, mean: float = 1.0) -> np.ndarray:
     return mean * np.clip(rng.exponential(1.0, size=L), 0.05, 6.0)
 
 
+def _as_reference(model):
+    """A reference model as it is; a fast (torch) model as its reference twin with its current parameters
+    (``model.to_reference()``, float64), so that a trained fast model is plotted from what it holds now."""
+    if not isinstance(model, (LTIModel, LTVModel)) and callable(getattr(model, "to_reference", None)):
+        return model.to_reference()
+    return model
+
+
 def _as_models(models) -> dict[str, object]:
-    """A model, a sequence of models (labelled by discretization) or a mapping label -> model."""
+    """A model, a sequence of models (labelled by discretization) or a mapping label -> model; fast models are
+    converted by ``_as_reference``."""
     if isinstance(models, Mapping):
         out = dict(models)
     elif isinstance(models, Sequence) and not isinstance(models, str):
@@ -148,9 +157,10 @@ def _as_models(models) -> dict[str, object]:
         out = {models.discretization: models}
     if not out:
         raise ValueError("models: expected at least one model")
+    out = {label: _as_reference(m) for label, m in out.items()}
     for label, m in out.items():
         if not isinstance(m, (LTIModel, LTVModel)):
-            raise ValueError(f"models: {label!r} is not a reference model, got {type(m).__name__}")
+            raise ValueError(f"models: {label!r} is not a reference or fast model, got {type(m).__name__}")
     return out
 
 
@@ -616,6 +626,7 @@ def plot_async_example(model, u=None, integration_timesteps=None, *, channel: in
     two outputs, ``(T, H)``), ``"decay"`` (T,). The curves' gids are ``"input|c"``, ``"async|c"``,
     ``"regular|c"`` (y = arrays[name][:, c] against ``times``) and ``"decay"`` (y = decay against gaps).
     """
+    model = _as_reference(model)
     if not isinstance(model, LTVModel):
         raise ValueError(f"model: the async example needs an LTV model (mamba, rglru, s7), got {type(model).__name__}")
     u = default_input(L, model.d_model, seed) if u is None else as_array(u, "u", complex_ok=False)

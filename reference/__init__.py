@@ -12,6 +12,7 @@ from reference.discretization import (
     discretize,
     discretize_diagonal,
     register_discretization,
+    unregister_discretization,
 )
 from reference.response import DiscreteSSM, frequency_response, impulse_response, kernel, to_dlti
 from reference.scan import associative_scan, linear_scan
@@ -30,6 +31,7 @@ __all__ = [
     "kernel",
     "linear_scan",
     "register_discretization",
+    "unregister_discretization",
     "to_dlti",
 ]
 

@@ -165,9 +165,6 @@ class FastLTIModel(FastModel):
     #: the readout of the flat system, as in the reference's ``DiscreteSSM``
     readout: str = "2re"
 
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, d_state={self.d_state}, discretization={self.discretization!r}"
-
     # -- the discrete system and its cache -----------------------------------------------------------
     def _build_system(self):
         raise NotImplementedError
@@ -297,6 +294,11 @@ class FastLTIModel(FastModel):
         """H(e^{iw}) = read-out of C (I - e^{-iw} A_bar)^{-1} B_bar, plus D: ``(len(w), H_out, H_in)``."""
         s = self.ssm()
         return _frequency_response(s.A_bar, s.B_bar, s.C, s.D, w, readout=s.readout)
+
+    def to_dlti(self):
+        """The core as a real ``scipy.signal.dlti`` state-space system (dt = 1) in float64, from the current
+        parameters: ``self.to_reference().to_dlti()`` (scipy works on NumPy arrays, so it leaves autograd)."""
+        return self.to_reference().to_dlti()
 
     # -- states ------------------------------------------------------------------------------------------
     @property

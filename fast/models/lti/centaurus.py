@@ -42,9 +42,12 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 class Centaurus(FastLTIModel):
     """Centaurus core as a ``torch.nn.Module``.
 
-    Args: those of ``reference.models.Centaurus`` (``d_model, d_state=None, discretization="mamba", *,
-    seed=0, mode="pointwise", sub_state_dim=16, dt_min=1e-3, dt_max=1e-1``) plus ``backend``.
-    ``Centaurus.from_reference(ref)`` copies a reference model's parameters exactly.
+    Args: those of ``reference.models.Centaurus`` (``d_model, d_state=None, *, discretization="mamba",
+    mode="pointwise", sub_state_dim=16, dt_min=1e-3, dt_max=1e-1``)
+    plus ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype) and
+    ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    ``Centaurus.from_reference(ref)`` copies a reference model's parameters exactly; ``to_reference()`` copies
+    back.
     """
 
     reference_class = _ReferenceCentaurus

@@ -26,9 +26,11 @@ __all__ = ["LRU"]
 class LRU(FastLTIModel):
     """The Linear Recurrent Unit as a ``torch.nn.Module``.
 
-    Args: those of ``reference.models.LRU`` (``d_model, d_state=64, discretization="native", *, seed=0,
-    r_min=0.0, r_max=1.0, max_phase=2 pi``) plus ``backend``. ``LRU.from_reference(ref)`` copies a
-    reference model's parameters exactly.
+    Args: those of ``reference.models.LRU`` (``d_model, d_state=64, *, discretization="native", r_min=0.0,
+    r_max=1.0, max_phase=2 pi``)
+    plus ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype) and
+    ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    ``LRU.from_reference(ref)`` copies a reference model's parameters exactly; ``to_reference()`` copies back.
     """
 
     reference_class = _ReferenceLRU

@@ -202,10 +202,13 @@ def _check_bilinear(state_matrix, Lambda: torch.Tensor, P: torch.Tensor, dt: tor
 class S4(FastLTIModel):
     """S4 (DPLR state matrix per channel, bilinear by default) as a ``torch.nn.Module``.
 
-    Args: those of ``reference.models.S4`` (``d_model, d_state=64, discretization="bilinear", *, seed=0,
-    dt_min=1e-3, dt_max=1e-1, B_clip=2.0``) plus ``backend``: ``"auto"`` and ``"torch"`` run the FFT
-    convolution; S4 has no Triton path (its A_bar is dense), so ``"triton"`` raises a ``ValueError``.
-    ``S4.from_reference(ref)`` copies a reference model's parameters exactly.
+    Args: those of ``reference.models.S4`` (``d_model, d_state=64, *, discretization="bilinear", dt_min=1e-3,
+    dt_max=1e-1, B_clip=2.0``)
+    plus ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype) and
+    ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    ``"auto"`` and ``"torch"`` run the FFT convolution; S4 has no Triton path (its A_bar is dense), so
+    ``"triton"`` raises a ``ValueError``. ``S4.from_reference(ref)`` copies a reference model's parameters
+    exactly; ``to_reference()`` copies back.
     """
 
     reference_class = _ReferenceS4

@@ -32,9 +32,11 @@ __all__ = ["S4D"]
 class S4D(FastLTIModel):
     """S4D (diagonal SSM per channel, stored half + 2 Re readout) as a ``torch.nn.Module``.
 
-    Args: those of ``reference.models.S4D`` (``d_model, d_state=64, discretization="zoh", *, seed=0,
-    init="legs", dt_min=1e-3, dt_max=1e-1, B_clip=2.0``) plus ``backend="auto" | "torch" | "triton"``.
-    ``S4D.from_reference(ref)`` copies a reference model's parameters exactly.
+    Args: those of ``reference.models.S4D`` (``d_model, d_state=64, *, discretization="zoh", init="legs",
+    dt_min=1e-3, dt_max=1e-1, B_clip=2.0``)
+    plus ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype) and
+    ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    ``S4D.from_reference(ref)`` copies a reference model's parameters exactly; ``to_reference()`` copies back.
     """
 
     reference_class = _ReferenceS4D

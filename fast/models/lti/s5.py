@@ -40,10 +40,12 @@ __all__ = ["S5"]
 class S5(FastLTIModel):
     """S5 (MIMO diagonal SSM) as a ``torch.nn.Module``.
 
-    Args: those of ``reference.models.S5`` (``d_model, d_state=256, discretization="zoh", *, seed=0,
-    blocks=1, conj_sym=True, C_init="trunc_standard_normal", dt_min=1e-3, dt_max=1e-1, step_rescale=1.0,
-    clip_eigs=False, bidirectional=False``) plus ``backend``. ``S5.from_reference(ref)`` copies a
-    reference model's parameters exactly.
+    Args: those of ``reference.models.S5`` (``d_model, d_state=256, *, discretization="zoh", blocks=1,
+    conj_sym=True, C_init="trunc_standard_normal", dt_min=1e-3, dt_max=1e-1, step_rescale=1.0,
+    clip_eigs=False, bidirectional=False``)
+    plus ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype) and
+    ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    ``S5.from_reference(ref)`` copies a reference model's parameters exactly; ``to_reference()`` copies back.
     """
 
     reference_class = _ReferenceS5

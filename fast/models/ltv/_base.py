@@ -50,7 +50,7 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
     Args:
         x: ``(B, L, D)``.
         weight: ``(W, D)``; ``weight[W-1]`` multiplies the current input.
-        bias: ``(D,)``.
+        bias: ``(D,)``, or None for none.
         history: ``(B, W-1, D)``, the inputs before ``x[:, 0]`` (zeros when omitted).
         doc_start: ``(B, L)`` integers or None: output t reads only positions >= doc_start[b, t] of the
             padded sequence ``[history, x]`` (where ``x[:, t]`` sits at ``W - 1 + t``).
@@ -65,7 +65,7 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
         history = x.new_zeros(Bsz, W - 1, D)  # (B, W-1, D)
     padded = torch.cat([history, x], dim=1)  # (B, W-1+L, D)
     t = torch.arange(L, device=x.device)  # (L,)
-    y = bias.expand(Bsz, L, D)  # (B, L, D)
+    y = x.new_zeros(Bsz, L, D) if bias is None else bias.expand(Bsz, L, D)  # (B, L, D)
     for s in range(W):  # s = how far back the tap looks
         window = padded[:, W - 1 - s : W - 1 - s + L]  # (B, L, D): x_{t-s}
         if doc_start is not None:

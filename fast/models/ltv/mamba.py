@@ -57,9 +57,20 @@ class MambaState(NamedTuple):
 
 
 class Mamba(LTVFastModel):
-    """The Mamba block (module docstring): ``Mamba(d_model, d_state=16, discretization="mamba", *, seed=0,
-    backend="auto", d_conv=4, expand=2, dt_rank="auto", dt_min=1e-3, dt_max=1e-1, dt_init="random",
-    dt_scale=1.0, dt_init_floor=1e-4)``; parameters initialized by the reference twin."""
+    """The Mamba block (module docstring), with mamba_ssm's argument names and defaults.
+
+    Args:
+        d_model: H, the model width. d_state: N (default 16).
+        discretization: "mamba" (default), "zoh", "bilinear", "dirac", "async" or a rule registered in both
+            packages (keyword-only, as everything after d_state).
+        seed: None (default): the initialization is drawn from torch's global generator (``torch.manual_seed``
+            makes it reproducible); an int: exactly ``reference.models.Mamba(..., seed=seed)``'s parameters.
+        backend: "auto" | "torch" | "triton". device, dtype: where and in which precision the parameters live
+            (``dtype=None``: ``torch.get_default_dtype()``).
+        d_conv, expand, dt_rank, dt_min, dt_max, dt_init, dt_scale, dt_init_floor, conv_bias, bias: as
+            ``mamba_ssm.modules.mamba_simple.Mamba`` (``bias``: in_proj and out_proj biases, default False).
+
+    ``Mamba.from_reference(ref)`` copies a reference model exactly; ``to_reference()`` copies back."""
 
     reference_class = ReferenceMamba
 
@@ -67,10 +78,12 @@ class Mamba(LTVFastModel):
         self,
         d_model: int,
         d_state: int = 16,
-        discretization: str | None = None,
         *,
-        seed: int = 0,
+        discretization: str | None = None,
+        seed: int | None = None,
         backend: str = "auto",
+        device=None,
+        dtype=None,
         d_conv: int = 4,
         expand: float = 2,
         dt_rank="auto",
@@ -79,14 +92,18 @@ class Mamba(LTVFastModel):
         dt_init: str = "random",
         dt_scale: float = 1.0,
         dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
     ):
         super().__init__(
-            d_model, d_state, discretization=discretization, seed=seed, backend=backend, d_conv=d_conv, expand=expand,
-            dt_rank=dt_rank, dt_min=dt_min, dt_max=dt_max, dt_init=dt_init, dt_scale=dt_scale,
-            dt_init_floor=dt_init_floor,
+            d_model, d_state, discretization=discretization, seed=seed, backend=backend, device=device, dtype=dtype,
+            d_conv=d_conv, expand=expand, dt_rank=dt_rank, dt_min=dt_min, dt_max=dt_max, dt_init=dt_init,
+            dt_scale=dt_scale, dt_init_floor=dt_init_floor, conv_bias=conv_bias, bias=bias,
         )
 
     def setup(self, reference_model) -> None:
+        self.conv_bias = reference_model.conv_bias
+        self.bias = reference_model.bias
         self.d_inner = reference_model.d_inner
         self.d_conv = reference_model.d_conv
         self.dt_rank = reference_model.dt_rank
@@ -141,8 +158,9 @@ class Mamba(LTVFastModel):
         # in_proj (and x_proj in _selection) as one product per output block rather than slices of one
         # product: torch.compile (torch 2.13, training mode) failed to rebuild such slices when a graph break
         # made them graph outputs ("shape [...] is invalid" from aot_autograd's view replay)
-        x = F.linear(u, self.in_proj_weight[:D])  # (B, L, D)
-        z = F.linear(u, self.in_proj_weight[D:])  # (B, L, D)
+        b_x, b_z = (None, None) if self.in_proj_bias is None else (self.in_proj_bias[:D], self.in_proj_bias[D:])
+        x = F.linear(u, self.in_proj_weight[:D], b_x)  # (B, L, D)
+        z = F.linear(u, self.in_proj_weight[D:], b_z)  # (B, L, D)
         history = state.conv_state[:, :, 1:].transpose(1, 2)  # (B, W-1, D): inputs before x[:, 0]
         x_conv, _ = causal_depthwise_conv1d(x, self.conv1d_weight.T, self.conv1d_bias, history)  # (B, L, D)
         x_conv = F.silu(x_conv)  # (B, L, D)
@@ -163,7 +181,7 @@ class Mamba(LTVFastModel):
             backend=self.backend,
             chunk_size=self.scan_chunk_size,
         )  # (B, L, D), (B, D, N)
-        out = F.linear(y, self.out_proj_weight)  # (B, L, H)
+        out = F.linear(y, self.out_proj_weight, self.out_proj_bias)  # (B, L, H)
         recent = torch.cat([state.conv_state, x[:, -W:].transpose(1, 2)], dim=2)  # (B, D, W + min(L, W))
         new_state = MambaState(recent[:, :, -W:], ssm_state)  # (B, D, W), (B, D, N)
         if unbatched:
@@ -179,10 +197,11 @@ class Mamba(LTVFastModel):
         tau = self.check_timesteps(integration_timesteps, Bsz, None, allow_zero=True)
         D = self.d_inner
 
-        xz = F.linear(u_t, self.in_proj_weight)  # (B, 2D)
+        xz = F.linear(u_t, self.in_proj_weight, self.in_proj_bias)  # (B, 2D)
         x, z = xz[:, :D], xz[:, D:]  # (B, D) each
         conv_state = torch.cat([state.conv_state[:, :, 1:], x[:, :, None]], dim=2)  # (B, D, W)
-        x = F.silu(torch.sum(conv_state * self.conv1d_weight, dim=-1) + self.conv1d_bias)  # (B, D)
+        x = torch.sum(conv_state * self.conv1d_weight, dim=-1)  # (B, D)
+        x = F.silu(x if self.conv1d_bias is None else x + self.conv1d_bias)  # (B, D)
         dt, B_t, C_t = self._selection(x)  # (B, D), (B, N), (B, N)
         A = -torch.exp(self.A_log)  # (D, N)
         A_bar, B_bar = discretize_diagonal(
@@ -196,4 +215,4 @@ class Mamba(LTVFastModel):
         ssm_state = A_bar * state.ssm_state + B_bar * x[:, :, None]  # (B, D, N)
         y = torch.einsum("bdn,bn->bd", ssm_state, C_t) + self.D * x  # (B, D)
         y = y * F.silu(z)  # (B, D)
-        return F.linear(y, self.out_proj_weight), MambaState(conv_state, ssm_state)  # (B, H)
+        return F.linear(y, self.out_proj_weight, self.out_proj_bias), MambaState(conv_state, ssm_state)  # (B, H)

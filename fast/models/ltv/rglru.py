@@ -54,9 +54,13 @@ class RGLRUState(NamedTuple):
 
 
 class RGLRU(LTVFastModel):
-    """Griffin's recurrent block with the RG-LRU (module docstring): ``RGLRU(d_model, d_state=None,
-    discretization=None, *, seed=0, backend="auto", num_heads=1, conv1d_width=4, c=8.0, min_rad=0.9,
-    max_rad=0.999, segment_reset=True, final_w_init_variance_scale=1.0)``. ``d_state`` is the RG-LRU width."""
+    """Griffin's recurrent block with the RG-LRU (module docstring): ``RGLRU(d_model, d_state=None, *,
+    discretization=None, seed=None, backend="auto", device=None, dtype=None, num_heads=1, conv1d_width=4,
+    c=8.0, min_rad=0.9, max_rad=0.999, segment_reset=True, final_w_init_variance_scale=1.0)``. ``d_state`` is
+    the RG-LRU width. The options of ``reference.models.RGLRU`` plus
+    ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype)
+    and ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    ``from_reference`` / ``to_reference`` copy the parameters exactly."""
 
     reference_class = ReferenceRGLRU
 
@@ -64,10 +68,12 @@ class RGLRU(LTVFastModel):
         self,
         d_model: int,
         d_state: int | None = None,
-        discretization: str | None = None,
         *,
-        seed: int = 0,
+        discretization: str | None = None,
+        seed: int | None = None,
         backend: str = "auto",
+        device=None,
+        dtype=None,
         num_heads: int = 1,
         conv1d_width: int = 4,
         c: float = 8.0,
@@ -77,7 +83,8 @@ class RGLRU(LTVFastModel):
         final_w_init_variance_scale: float = 1.0,
     ):
         super().__init__(
-            d_model, d_state, discretization=discretization, seed=seed, backend=backend, num_heads=num_heads,
+            d_model, d_state, discretization=discretization, seed=seed, backend=backend, device=device, dtype=dtype,
+            num_heads=num_heads,
             conv1d_width=conv1d_width, c=c, min_rad=min_rad, max_rad=max_rad, segment_reset=segment_reset,
             final_w_init_variance_scale=final_w_init_variance_scale,
         )

@@ -53,9 +53,12 @@ _SELECTION_BLOCK = 2**22
 
 
 class S7(LTVFastModel):
-    """The S7 SSM (module docstring): ``S7(d_model, d_state=16, discretization="zoh", *, seed=0,
-    backend="auto", block_size=None, conj_sym=True, clip_eigs=False, dt_min=1e-3, dt_max=1e-1,
-    step_rescale=1.0)``; parameters initialized by the reference twin."""
+    """The S7 SSM (module docstring): ``S7(d_model, d_state=16, *, discretization="zoh", seed=None,
+    backend="auto", device=None, dtype=None, block_size=None, conj_sym=True, clip_eigs=False, dt_min=1e-3,
+    dt_max=1e-1, step_rescale=1.0)``: the options of ``reference.models.S7`` plus
+    ``backend="auto" | "torch" | "triton"``, ``device=None``, ``dtype=None`` (torch's default dtype)
+    and ``seed=None`` (drawn from torch's global generator; an int gives the reference's initialization exactly).
+    Parameters initialized by the reference twin; ``from_reference`` / ``to_reference`` copy them exactly."""
 
     reference_class = ReferenceS7
 
@@ -63,10 +66,12 @@ class S7(LTVFastModel):
         self,
         d_model: int,
         d_state: int = 16,
-        discretization: str | None = None,
         *,
-        seed: int = 0,
+        discretization: str | None = None,
+        seed: int | None = None,
         backend: str = "auto",
+        device=None,
+        dtype=None,
         block_size: int | None = None,
         conj_sym: bool = True,
         clip_eigs: bool = False,
@@ -75,7 +80,8 @@ class S7(LTVFastModel):
         step_rescale: float = 1.0,
     ):
         super().__init__(
-            d_model, d_state, discretization=discretization, seed=seed, backend=backend, block_size=block_size,
+            d_model, d_state, discretization=discretization, seed=seed, backend=backend, device=device, dtype=dtype,
+            block_size=block_size,
             conj_sym=conj_sym, clip_eigs=clip_eigs, dt_min=dt_min, dt_max=dt_max, step_rescale=step_rescale,
         )
 

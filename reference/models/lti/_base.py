@@ -23,7 +23,7 @@ import numpy as np
 
 from reference._checks import as_array, positive_int
 from reference.convolution import fft_conv
-from reference.discretization import DISCRETIZATIONS, TIME_VARYING_ONLY
+from reference.discretization import DISCRETIZATIONS, TIME_VARYING_ONLY, custom_discretizations
 from reference.models._config import Configured
 from reference.response import DiscreteSSM
 from reference.scan import associative_scan, linear_scan
@@ -37,17 +37,29 @@ class LTIModel(Configured):
     default_discretization: ClassVar[str] = "zoh"
     modes: ClassVar[tuple[str, ...]] = ("convolution", "recurrence", "scan")
 
+    #: whether the rules added by ``register_discretization`` apply: the model discretizes through
+    #: ``discretize`` / ``discretize_diagonal`` alone (S4 does not: its kernel algorithm is per rule)
+    registered_rules: ClassVar[bool] = True
+
+    @classmethod
+    def supported_discretizations(cls) -> tuple[str, ...]:
+        """``discretizations`` plus the registered rules the model can run (not the time-varying-only ones)."""
+        if not cls.registered_rules:
+            return cls.discretizations
+        extra = (m for m in custom_discretizations() if m not in TIME_VARYING_ONLY and m not in cls.discretizations)
+        return cls.discretizations + tuple(extra)
+
     def __init__(self, d_model: int, d_state: int, *, discretization: str | None = None, seed: int = 0):
         self.d_model = positive_int(d_model, "d_model")
         self.d_state = positive_int(d_state, "d_state")
         if discretization is None:
             discretization = self.default_discretization
-        if discretization not in self.discretizations:
+        if discretization not in self.supported_discretizations():
             why = " (it is time-varying; an LTI model has one kernel)" if discretization in TIME_VARYING_ONLY else ""
             known = "" if discretization in DISCRETIZATIONS else " (unknown name)"
             raise ValueError(
                 f"{type(self).__name__}: discretization {discretization!r} is not supported{why}{known}; "
-                f"supported: {list(self.discretizations)}"
+                f"supported: {list(self.supported_discretizations())}"
             )
         self.discretization = discretization
         self.seed = seed

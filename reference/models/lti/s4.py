@@ -141,6 +141,8 @@ class S4(LTIModel):
 
     discretizations = ("bilinear", "zoh", "dirac")
     default_discretization = "bilinear"
+    #: its kernel is built by a per-rule algorithm (Cauchy + Woodbury, block exponential): no registered rules
+    registered_rules = False
     modes = ("convolution", "recurrence")
 
     def __init__(

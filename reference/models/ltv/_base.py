@@ -21,7 +21,7 @@ import numpy as np
 import scipy.special
 
 from reference._checks import as_array, positive_int
-from reference.discretization import DISCRETIZATIONS
+from reference.discretization import DISCRETIZATIONS, custom_discretizations
 from reference.models._config import Configured
 
 __all__ = [
@@ -112,7 +112,7 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
     Args:
         x: ``(B, L, D)``.
         weight: ``(W, D)``; ``weight[W-1]`` multiplies the current input.
-        bias: ``(D,)``.
+        bias: ``(D,)``, or None for none.
         history: ``(B, W-1, D)``, the inputs before ``x[:, 0]`` (zeros when omitted: zero padding).
         doc_start: ``(B, L)`` integers or None. Output t reads only positions >= doc_start[b, t] of the
             padded sequence ``[history, x]`` (whose index of ``x[:, t]`` is ``W - 1 + t``): the inputs of an
@@ -128,7 +128,7 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
         history = np.zeros((Bsz, W - 1, D))
     padded = np.concatenate([history, x], axis=1)  # (B, W-1+L, D)
     t = np.arange(L)  # (L,)
-    y = np.broadcast_to(bias, (Bsz, L, D)).astype(np.float64)  # (B, L, D)
+    y = np.zeros((Bsz, L, D)) if bias is None else np.broadcast_to(bias, (Bsz, L, D)).astype(np.float64)  # (B, L, D)
     for s in range(W):  # s = how far back the tap looks
         window = padded[:, W - 1 - s : W - 1 - s + L]  # (B, L, D): x_{t-s}
         if doc_start is not None:
@@ -150,15 +150,26 @@ class LTVModel(Configured):
     discretizations: ClassVar[tuple[str, ...]] = ()
     default_discretization: ClassVar[str] = ""
 
+    #: whether the rules added by ``register_discretization`` apply (the model discretizes through
+    #: ``discretize_diagonal``; RG-LRU has its own gated decay instead)
+    registered_rules: ClassVar[bool] = True
+
+    @classmethod
+    def supported_discretizations(cls) -> tuple[str, ...]:
+        """``discretizations`` plus the registered rules (time-varying-only ones included)."""
+        if not cls.registered_rules:
+            return cls.discretizations
+        return cls.discretizations + tuple(m for m in custom_discretizations() if m not in cls.discretizations)
+
     def __init__(self, d_model: int, discretization: str | None, seed: int):
         self.d_model = positive_int(d_model, "d_model")
         if discretization is None:
             discretization = self.default_discretization
-        if discretization not in self.discretizations:
+        if discretization not in self.supported_discretizations():
             known = "" if discretization in DISCRETIZATIONS else " (unknown name)"
             raise ValueError(
                 f"{type(self).__name__}: discretization {discretization!r} is not supported{known}; "
-                f"supported: {list(self.discretizations)}"
+                f"supported: {list(self.supported_discretizations())}"
             )
         self.discretization = discretization
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

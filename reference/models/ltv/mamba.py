@@ -23,14 +23,23 @@ broadcast of s_Delta to D channels (tau_Delta = softplus), ``D`` = the skip para
 Parameters (``model.params``, a ``MambaParams``; names are the torch module's with "." -> "_", torch
 layouts ``(out, in)``; ``conv1d_weight`` drops torch's singleton axis: ``(D, W)``):
 
-    in_proj_weight (2D, H)   torch Linear default init, U[-1/sqrt(H), 1/sqrt(H)]; no bias (official default)
-    conv1d_weight (D, W), conv1d_bias (D,)   torch Conv1d default init, U[-1/sqrt(W), 1/sqrt(W)]
+    in_proj_weight (2D, H)   torch Linear default init, U[-1/sqrt(H), 1/sqrt(H)]
+    in_proj_bias (2D,)       with ``bias=True`` only (official default False; None otherwise): U[-1/sqrt(H), 1/sqrt(H)];
+                             entries :D are added to x, D: to z
+    conv1d_weight (D, W), conv1d_bias (D,)   torch Conv1d default init, U[-1/sqrt(W), 1/sqrt(W)]; the bias
+                             with ``conv_bias=True`` only (the official default; None otherwise)
     x_proj_weight (R + 2N, D)   U[-1/sqrt(D), 1/sqrt(D)]
     dt_proj_weight (D, R)       U[-R^{-1/2} dt_scale, +R^{-1/2} dt_scale] ("random") or the constant
     dt_proj_bias (D,)           softplus^{-1}(dt0), dt0 = exp(U[log dt_min, log dt_max]) clamped >= dt_init_floor
     A_log (D, N)                log(n + 1), n = 0..N-1, for every channel (S4D-real)
     D (D,)                      ones
     out_proj_weight (H, D)      U[-1/sqrt(D), 1/sqrt(D)]
+    out_proj_bias (H,)          with ``bias=True`` only (None otherwise): U[-1/sqrt(D), 1/sqrt(D)]
+
+``bias`` and ``conv_bias`` are the official constructor's flags (``nn.Linear(..., bias=bias)`` for in_proj and
+out_proj, ``nn.Conv1d(..., bias=conv_bias)``), with its defaults. Neither flag changes the other parameters' draws:
+the projection biases are drawn after every other parameter, and the convolution bias is drawn (and dropped
+with ``conv_bias=False``) in its place.
 
 The random draws follow the official distributions, from NumPy's generator (``seed``): the values differ
 from torch's. To compare with a torch module, copy its parameters into ``model.params``.
@@ -44,7 +53,7 @@ Discretization: ``"mamba"`` (default; A_bar = exp(dt A), B_bar = dt B, as the of
 (tau) scales each token's step to dt * tau; ``"async"`` needs it and uses dt * tau for the decay only.
 
 Deliberate deviations: the official code caps D at 256 with a printed warning in some versions; the
-reference does not. Only ``bias=False`` (official default) and ``conv_bias=True`` are built. lrnnx's event
+reference does not. lrnnx's event
 mode (a separate, input-independent dtA_proj, EQUATIONS.md §8.5, FLAG D14) is not reproduced:
 integration_timesteps scale the selective step itself.
 """
@@ -81,13 +90,21 @@ class MambaParams:
 
     in_proj_weight: np.ndarray
     conv1d_weight: np.ndarray
-    conv1d_bias: np.ndarray
+    conv1d_bias: np.ndarray | None  # None with conv_bias=False
     x_proj_weight: np.ndarray
     dt_proj_weight: np.ndarray
     dt_proj_bias: np.ndarray
     A_log: np.ndarray
     D: np.ndarray
     out_proj_weight: np.ndarray
+    in_proj_bias: np.ndarray | None = None  # (2D,) with bias=True
+    out_proj_bias: np.ndarray | None = None  # (H,) with bias=True
+
+
+def _linear(x, weight, bias):
+    """x @ weight.T (+ bias): torch's ``nn.Linear`` on the last axis, ``weight (out, in)``, ``bias (out,)`` or None."""
+    y = x @ weight.T  # (..., out)
+    return y if bias is None else y + bias
 
 
 class MambaState(NamedTuple):
@@ -98,9 +115,9 @@ class MambaState(NamedTuple):
 
 
 class Mamba(LTVModel):
-    """The Mamba block (module docstring): ``Mamba(d_model, d_state=16, discretization="mamba", *, seed=0,
+    """The Mamba block (module docstring): ``Mamba(d_model, d_state=16, *, discretization="mamba", seed=0,
     d_conv=4, expand=2, dt_rank="auto", dt_min=1e-3, dt_max=1e-1, dt_init="random", dt_scale=1.0,
-    dt_init_floor=1e-4)``."""
+    dt_init_floor=1e-4, conv_bias=True, bias=False)``."""
 
     discretizations = ("mamba", "zoh", "bilinear", "dirac", "async")
     default_discretization = "mamba"
@@ -120,8 +137,14 @@ class Mamba(LTVModel):
         dt_init: str = "random",
         dt_scale: float = 1.0,
         dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
     ):
         super().__init__(d_model, discretization, seed)
+        for name, flag in (("conv_bias", conv_bias), ("bias", bias)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name}: expected True or False, got {flag!r}")
+        self.conv_bias, self.bias = bool(conv_bias), bool(bias)
         self.d_state = positive_int(d_state, "d_state")
         self.d_conv = positive_int(d_conv, "d_conv")
         if isinstance(expand, bool) or not isinstance(expand, (int, float, np.integer, np.floating)):
@@ -158,6 +181,8 @@ class Mamba(LTVModel):
         conv_bound = 1.0 / math.sqrt(W)  # depthwise: fan_in = (in_channels / groups) * W = W
         conv1d_weight = rng.uniform(-conv_bound, conv_bound, size=(D, W))  # (D, W)
         conv1d_bias = rng.uniform(-conv_bound, conv_bound, size=D)  # (D,)
+        if not self.conv_bias:  # drawn all the same: the other parameters are those of conv_bias=True
+            conv1d_bias = None
         x_proj_weight = torch_linear(R + 2 * N, D)  # (R + 2N, D)
         dt_init_std = R**-0.5 * dt_scale
         if dt_init == "constant":
@@ -178,6 +203,9 @@ class Mamba(LTVModel):
             D=np.ones(D),
             out_proj_weight=torch_linear(H, D),  # (H, D)
         )
+        if self.bias:  # drawn last: the other parameters are those of bias=False
+            self.params.in_proj_bias = rng.uniform(-1.0 / math.sqrt(H), 1.0 / math.sqrt(H), size=2 * D)  # (2D,)
+            self.params.out_proj_bias = rng.uniform(-1.0 / math.sqrt(D), 1.0 / math.sqrt(D), size=H)  # (H,)
 
     # -- pieces shared by forward and step ------------------------------------------------------
     def _selection(self, x):
@@ -225,7 +253,7 @@ class Mamba(LTVModel):
         tau = check_timesteps(integration_timesteps, Bsz, L, allow_zero=True)
         p, D = self.params, self.d_inner
 
-        xz = u @ p.in_proj_weight.T  # (B, L, 2D)
+        xz = _linear(u, p.in_proj_weight, p.in_proj_bias)  # (B, L, 2D)
         x, z = xz[..., :D], xz[..., D:]  # (B, L, D) each
         history = state.conv_state[:, :, 1:].transpose(0, 2, 1)  # (B, W-1, D): inputs before x[:, 0]
         x_conv, _ = causal_depthwise_conv1d(x, p.conv1d_weight.T, p.conv1d_bias, history)  # (B, L, D)
@@ -245,7 +273,7 @@ class Mamba(LTVModel):
             initial_state=state.ssm_state,
             return_state=True,
         )  # (B, L, D), (B, D, N)
-        out = y @ p.out_proj_weight.T  # (B, L, H)
+        out = _linear(y, p.out_proj_weight, p.out_proj_bias)  # (B, L, H)
         everything = np.concatenate([state.conv_state, x.transpose(0, 2, 1)], axis=2)  # (B, D, W + L)
         new_state = MambaState(everything[:, :, -self.d_conv :].copy(), ssm_state)  # (B, D, W), (B, D, N)
         if unbatched:
@@ -269,7 +297,7 @@ class Mamba(LTVModel):
         """
         u, t, tau = check_frozen_token(u, self.d_model, t, integration_timesteps, allow_zero=True)  # u (1, L, H)
         p, D, N = self.params, self.d_inner, self.d_state
-        x = (u @ p.in_proj_weight.T)[..., :D]  # (1, L, D)
+        x = _linear(u, p.in_proj_weight, p.in_proj_bias)[..., :D]  # (1, L, D)
         x_conv, _ = causal_depthwise_conv1d(x, p.conv1d_weight.T, p.conv1d_bias)  # (1, L, D): zero history
         dt, B_t, C_t = self._selection(silu(x_conv[0, t]))  # (D,), (N,), (N,)
         A = -np.exp(p.A_log)  # (D, N)
@@ -298,10 +326,11 @@ class Mamba(LTVModel):
         tau = check_timesteps(integration_timesteps, Bsz, None, allow_zero=True)
         p, D = self.params, self.d_inner
 
-        xz = u_t @ p.in_proj_weight.T  # (B, 2D)
+        xz = _linear(u_t, p.in_proj_weight, p.in_proj_bias)  # (B, 2D)
         x, z = xz[:, :D], xz[:, D:]  # (B, D) each
         conv_state = np.concatenate([state.conv_state[:, :, 1:], x[:, :, None]], axis=2)  # (B, D, W)
-        x = silu(np.sum(conv_state * p.conv1d_weight, axis=-1) + p.conv1d_bias)  # (B, D)
+        x = np.sum(conv_state * p.conv1d_weight, axis=-1)  # (B, D)
+        x = silu(x if p.conv1d_bias is None else x + p.conv1d_bias)  # (B, D)
         dt, B_t, C_t = self._selection(x)  # (B, D), (B, N), (B, N)
         A = -np.exp(p.A_log)  # (D, N)
         A_bar, B_bar = discretize_diagonal(
@@ -315,4 +344,4 @@ class Mamba(LTVModel):
         ssm_state = A_bar * state.ssm_state + B_bar * x[:, :, None]  # (B, D, N)
         y = np.einsum("bdn,bn->bd", ssm_state, C_t) + p.D * x  # (B, D)
         y = y * silu(z)  # (B, D)
-        return y @ p.out_proj_weight.T, MambaState(conv_state, ssm_state)  # (B, H)
+        return _linear(y, p.out_proj_weight, p.out_proj_bias), MambaState(conv_state, ssm_state)  # (B, H)

@@ -128,6 +128,8 @@ class RGLRU(LTVModel):
     #: the RG-LRU is discrete by construction: a_t = a^{c r_t} (with tau_t: a^{c r_t tau_t})
     discretizations = ("rglru",)
     default_discretization = "rglru"
+    #: the RG-LRU's decay is its own gate, not a discretized (A, B, dt): no registered rules
+    registered_rules = False
 
     def __init__(
         self,

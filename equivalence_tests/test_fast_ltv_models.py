@@ -254,7 +254,8 @@ def _tiny(name: str, method: str | None, segment_reset: bool = True):
     rng = np.random.default_rng(7)
     L = 5
     if name == "Mamba":
-        ref = reference.models.Mamba(2, 2, discretization=method, seed=1, d_conv=2, expand=1)
+        # the projection biases (mamba_ssm's bias=True) on the default rule, so that their gradients are checked
+        ref = reference.models.Mamba(2, 2, discretization=method, seed=1, d_conv=2, expand=1, bias=method == "mamba")
     elif name == "RGLRU":
         ref = reference.models.RGLRU(2, 2, seed=1, num_heads=2, conv1d_width=2, segment_reset=segment_reset)
     else:

@@ -158,3 +158,81 @@ def test_recurrentgemma_state_dict_checks_heads():
         converters.recurrentgemma_state_dict_to_reference(sd, dict(config, num_heads=1))
     with pytest.raises(ValueError, match="num_heads = 4 does not divide"):
         converters.recurrentgemma_state_dict_to_reference(sd, config)
+
+
+def test_lrnnx_lru_state_dict_round_trip_has_the_peer_layout():
+    ref = reference.models.LRU(3, 5, seed=4)
+    sd = converters.reference_to_lrnnx_lru_state_dict(ref.params)
+    # lrnnx/models/lti/lru.py _init_parameters: nu_log, theta_log (N,), B_re, B_im (N, H), C_re, C_im (H, N),
+    # D (H,), gamma_log (N,)
+    assert {k: v.shape for k, v in sd.items()} == {
+        "nu_log": (5,), "theta_log": (5,), "B_re": (5, 3), "B_im": (5, 3), "C_re": (3, 5), "C_im": (3, 5),
+        "D": (3,), "gamma_log": (5,),
+    }
+    _params_equal(converters.lrnnx_lru_state_dict_to_reference(sd, ref.config), ref.params)
+
+
+def test_lrnnx_lru_drops_the_step_the_native_rule_does_not_read():
+    ref = reference.models.LRU(3, 5, seed=4)
+    ref.params.log_dt = np.full(5, 0.5)
+    back = converters.lrnnx_lru_state_dict_to_reference(converters.reference_to_lrnnx_lru_state_dict(ref.params),
+                                                        ref.config)
+    np.testing.assert_array_equal(back.log_dt, np.zeros(5))
+    twin = reference.models.LRU(3, 5, seed=0)
+    twin.params = back
+    u = np.random.default_rng(3).standard_normal((1, 6, 3))
+    assert_close(twin.forward(u), ref.forward(u), "float64", "LRU under 'native' without its log_dt")
+
+
+def test_loaded_fast_lru_matches_the_reference_with_those_numbers():
+    source = reference.models.LRU(3, 5, seed=9)
+    sd = converters.reference_to_lrnnx_lru_state_dict(source.params)
+    model = fast.models.LRU(3, 5, seed=0, dtype=torch.float64)
+    converters.load_lrnnx_lru_state_dict(model, sd)
+    u = np.random.default_rng(2).standard_normal((2, 8, 3))
+    assert_close(model(torch.from_numpy(u)), source.forward(u), "float64", "fast LRU loaded from an lrnnx state dict")
+
+
+# ------------------------------------------------------------------------------------------------
+# The peer modules themselves, without the peers (make test's .venv has none of them)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_peer_modules_import_without_their_peers_and_name_valid_adapters():
+    import importlib
+
+    import equivalence_tests.conformance as cf
+    from equivalence_tests.peers import PEERS
+
+    names = set()
+    for peer in PEERS:
+        module = importlib.import_module(peer.module)
+        assert module.PEER == peer.name and module.VERSION == peer.version
+        assert module.ADAPTERS, peer.name
+        for cls in module.ADAPTERS:
+            assert issubclass(cls, (cf.DiscretizationAdapter, cf.SelectiveScanAdapter, cf.ModelAdapter)), cls
+            assert cf.properties_for(cls()), cls  # the kit accepts the declaration (model name, rules, options)
+            names.add(cls.__name__)
+    from equivalence_tests.peers.explanations import EXPLANATIONS
+
+    assert {adapter for adapter, _ in EXPLANATIONS} <= names
+
+
+def test_peer_report_lists_a_peer_that_is_not_installed_as_skipped(tmp_path, monkeypatch):
+    from equivalence_tests.peers import __main__ as peers_main
+    from equivalence_tests.peers import _loading
+
+    monkeypatch.setattr(_loading, "available", lambda package: False)
+    out = tmp_path / "REPORT.md"
+    assert peers_main.main(["--max-examples", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    for name, version in (("lrnnx", "1.0.0.post1"), ("mamba-ssm", "2.3.2.post1"), ("mambapy", "1.2.0"),
+                          ("recurrentgemma", "1.0.1")):
+        assert f"Skipped: {name} is not installed (make peers installs {name}=={version} in .venv-peers)" in text
+
+
+def test_peer_report_refuses_a_bad_example_count():
+    from equivalence_tests.peers import __main__ as peers_main
+
+    with pytest.raises(SystemExit):
+        peers_main.main(["--max-examples", "0"])

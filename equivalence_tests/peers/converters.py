@@ -32,6 +32,14 @@ RecurrentGemma's recurrent block (``recurrentgemma.torch.modules.RecurrentBlock`
     linear_out.weight (H, D), linear_out.bias (H,)
 
 ``reference.models.RGLRU`` keeps exactly these numbers and layouts (``conv_1d_weight``, ``input_gate_weight``, ...).
+
+lrnnx's LRU (``lrnnx.models.lti.LRU`` 1.0.0.post1; N = d_state)::
+
+    nu_log (N,), theta_log (N,), gamma_log (N,), B_re, B_im (N, H), C_re, C_im (H, N), D (H,)
+
+the reference ``LRUParams`` fields of the same names; lrnnx's LRU has no step size, so ``log_dt`` (the reference's
+continuous-time reading, unused by its ``"native"`` rule) is zeros (dt = 1) on the way in and dropped on the way
+out: the two models agree under ``"native"`` only.
 """
 
 from __future__ import annotations
@@ -43,10 +51,13 @@ import numpy as np
 
 __all__ = [
     "MAMBA_LAYOUTS",
+    "load_lrnnx_lru_state_dict",
     "load_mamba_state_dict",
+    "lrnnx_lru_state_dict_to_reference",
     "load_recurrentgemma_state_dict",
     "mamba_state_dict_to_reference",
     "recurrentgemma_state_dict_to_reference",
+    "reference_to_lrnnx_lru_state_dict",
     "reference_to_mamba_state_dict",
     "reference_to_recurrentgemma_state_dict",
 ]
@@ -274,4 +285,39 @@ def load_recurrentgemma_state_dict(fast_model, state_dict):
     """Copy a RecurrentGemma ``RecurrentBlock`` state dict into a ``fast.models.RGLRU`` of the same configuration
     (in place). Returns the model."""
     _load_params(fast_model, recurrentgemma_state_dict_to_reference(state_dict, fast_model.config))
+    return fast_model
+
+
+# ------------------------------------------------------------------------------------------------
+# lrnnx's LRU
+# ------------------------------------------------------------------------------------------------
+
+_LRU_KEYS = ("nu_log", "theta_log", "B_re", "B_im", "C_re", "C_im", "D", "gamma_log")
+
+
+def lrnnx_lru_state_dict_to_reference(state_dict, config):
+    """An lrnnx ``LRU`` state dict (keys in the module docstring) -> the reference's ``LRUParams`` (log_dt = 0),
+    checked against ``config`` (a reference ``LRU``'s config: d_model, d_state)."""
+    from reference.models.lti.lru import LRUParams
+
+    config = _config(config)
+    try:
+        H, N = int(config["d_model"]), int(config["d_state"])
+    except KeyError as err:
+        raise ValueError(f"config: missing {err.args[0]!r} (expected a reference LRU's config)") from None
+    shapes = {"nu_log": (N,), "theta_log": (N,), "B_re": (N, H), "B_im": (N, H), "C_re": (H, N), "C_im": (H, N),
+              "D": (H,), "gamma_log": (N,)}
+    sd = _read(state_dict, shapes, {})
+    return LRUParams(**sd, log_dt=np.zeros(N))
+
+
+def reference_to_lrnnx_lru_state_dict(params) -> dict[str, np.ndarray]:
+    """The inverse of ``lrnnx_lru_state_dict_to_reference``. ``log_dt`` is dropped: lrnnx's LRU is the reference's
+    under its ``"native"`` rule, which does not read it."""
+    return {key: np.array(getattr(params, key), dtype=np.float64) for key in _LRU_KEYS}
+
+
+def load_lrnnx_lru_state_dict(fast_model, state_dict):
+    """Copy an lrnnx ``LRU`` state dict into a ``fast.models.LRU`` of the same configuration (in place)."""
+    _load_params(fast_model, lrnnx_lru_state_dict_to_reference(state_dict, fast_model.config))
     return fast_model

@@ -163,6 +163,8 @@ def test_fast_model_dtype_and_device_are_honoured(name):
             cls.from_reference(ref, dtype=bad)
     with pytest.raises(ValueError, match="device"):
         cls(*small_args(name), device="nowhere")
+    with pytest.raises(ValueError, match="to_reference.*meta"):
+        meta.to_reference()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,6 +1,8 @@
 """The fast (torch) models: ``S4, S4D, S5, LRU, Centaurus`` (LTI, in ``fast.models.lti``) and ``Mamba,
 RGLRU, S7`` (LTV, in ``fast.models.ltv``), each a ``torch.nn.Module`` twin of its ``reference.models``
-class with a ``backend`` argument and ``from_reference``.
+class with the same arguments plus torch's ``device`` and ``dtype`` (default: ``torch.get_default_dtype()``),
+``seed=None`` (the initialization drawn from torch's global generator) and ``backend``; ``from_reference`` and
+``to_reference`` convert exactly (``fast.models._base``).
 
 Importing this package stays cheap and never imports triton: the Triton kernels are loaded on the first
 call that runs them.

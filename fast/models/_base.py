@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import reference.discretization as reference_rules
+from fast import discretization as fast_rules
 from fast._checks import resolve_backend
 
 __all__ = ["FastModel", "draw_seed"]
@@ -148,6 +150,9 @@ class FastModel(nn.Module):
     def to_reference(self):
         """A reference model of the same class and configuration holding the current parameters, in float64
         (complex ones rebuilt from their real/imaginary pairs): to plot or check a trained model."""
+        if self.device.type == "meta":
+            raise ValueError("to_reference: the parameters are on the meta device, which holds no values; "
+                             "move the model to a real device first")
         reference_model = self.reference_class(**self.config, seed=self.seed)
         values = {}
         for field in dataclasses.fields(reference_model.params):
@@ -199,9 +204,6 @@ class FastModel(nn.Module):
 
 def _check_rule_registered(model: str, discretization: str) -> None:
     """A rule registered in ``reference`` (which accepted it) must be registered in ``fast`` too."""
-    import reference.discretization as reference_rules
-    from fast import discretization as fast_rules
-
     if discretization in reference_rules.custom_discretizations() and (
         discretization not in fast_rules.custom_discretizations()
     ):

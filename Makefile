@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint figures bench install clean peers
+.PHONY: test lint figures bench install clean peers experiments
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ figures: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The Mamba paper's synthetic tasks on the fast models (about 25 minutes on 2 cores); writes benchmarks/tasks/results/
+experiments: $(STAMP)
+	nice $(BIN)/python -m benchmarks.tasks run
 
 # The conformance kit on third-party implementations, in a venv of its own (never .venv), pinned by
 # equivalence_tests/peers/constraints.txt; writes equivalence_tests/peers/REPORT.md.

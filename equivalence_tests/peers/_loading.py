@@ -134,3 +134,17 @@ def to_numpy(x):
         x = x.resolve_conj().to(torch.complex128) if x.is_complex() else x.to(torch.float64)
         return x.numpy().copy()
     return np.asarray(x)
+
+
+def parameter_gradients(module, convert, drop=()) -> dict:
+    """The gradients accumulated in ``module``'s parameters, in the reference's layout: ``convert`` maps a state
+    dict (here of gradients, same keys and shapes) to the reference params; fields in ``drop`` (or None) are left
+    out. A parameter the loss does not reach counts as a zero gradient."""
+    import dataclasses
+
+    import torch
+
+    grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in module.named_parameters()}
+    params = convert(grads)
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
+            if f.name not in drop and getattr(params, f.name) is not None}

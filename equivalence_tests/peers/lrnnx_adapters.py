@@ -43,7 +43,7 @@ import numpy as np
 
 import equivalence_tests.conformance as cf
 from equivalence_tests.peers import converters
-from equivalence_tests.peers._loading import extension_built, replaced, stub_extension
+from equivalence_tests.peers._loading import extension_built, parameter_gradients, replaced, stub_extension
 
 PEER = "lrnnx"
 VERSION = "1.0.0.post1"
@@ -192,6 +192,7 @@ class LrnnxMamba(cf.ModelAdapter):
         import torch
 
         module = self._new(ref.config, ref.discretization)
+        module.reference_config = dict(ref.config)  # for grad_params' converter
         sd = converters.reference_to_mamba_state_dict(ref.params, layout="lrnnx")
         module.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
         return module.eval()
@@ -263,6 +264,17 @@ class LrnnxMamba(cf.ModelAdapter):
         (y * self._t(impl, grad_y)).sum().backward()
         return _np(ut.grad)
 
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        if integration_timesteps is not None:
+            raise cf.Unsupported("lrnnx's Mamba event mode is not the reference's (see expected_failures)")
+        impl.zero_grad()
+        with self._cpu_paths():
+            y = impl(self._t(impl, u))
+        (y * self._t(impl, grad_y)).sum().backward()
+        config = impl.reference_config
+        return parameter_gradients(impl, lambda sd: converters.mamba_state_dict_to_reference(sd, config,
+                                                                                             layout="lrnnx"))
+
 
 class LrnnxLRU(cf.ModelAdapter):
     """``lrnnx.models.lti.LRU`` in float32 (module docstring)."""
@@ -286,6 +298,7 @@ class LrnnxLRU(cf.ModelAdapter):
         import torch
 
         module = self._new(ref.config)
+        module.reference_config = dict(ref.config)  # for grad_params' converter
         sd = converters.reference_to_lrnnx_lru_state_dict(ref.params)
         module.load_state_dict({k: torch.as_tensor(v, dtype=self._torch_dtype) for k, v in sd.items()})
         return module.eval()
@@ -326,6 +339,17 @@ class LrnnxLRU(cf.ModelAdapter):
         ut = _torch(u, self._torch_dtype).requires_grad_(True)
         (impl(ut) * _torch(grad_y, self._torch_dtype)).sum().backward()
         return _np(ut.grad)
+
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        impl.zero_grad()
+        (impl(_torch(u, self._torch_dtype)) * _torch(grad_y, self._torch_dtype)).sum().backward()
+        config = impl.reference_config
+        # log_dt: the reference's own step, which lrnnx's LRU does not have (and "native" does not read). At L = 1
+        # the output does not depend on lambda (y_0 = Re(C gamma B u_0) + D u_0): the twin's autograd graph then has
+        # no gradient for nu_log and theta_log, and they are left out here too
+        drop = ("log_dt",) + (("nu_log", "theta_log") if np.shape(u)[1] == 1 else ())
+        return parameter_gradients(impl, lambda sd: converters.lrnnx_lru_state_dict_to_reference(sd, config),
+                                   drop=drop)
 
 
 class LrnnxLRU64(LrnnxLRU):

@@ -33,7 +33,13 @@ import numpy as np
 
 import equivalence_tests.conformance as cf
 from equivalence_tests.peers import converters
-from equivalence_tests.peers._loading import extension_built, package_without_init, replaced, stub_extension
+from equivalence_tests.peers._loading import (
+    extension_built,
+    package_without_init,
+    parameter_gradients,
+    replaced,
+    stub_extension,
+)
 
 PEER = "mamba-ssm"
 VERSION = "2.3.2.post1"
@@ -127,6 +133,7 @@ class MambaSsmMamba(cf.ModelAdapter):
 
         _, _, kernels = load()
         module = self._new(ref.config, kernels)
+        module.reference_config = dict(ref.config)  # for grad_params' converter
         sd = converters.reference_to_mamba_state_dict(ref.params, layout="mamba_ssm")
         module.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
         module.eval()
@@ -200,6 +207,17 @@ class MambaSsmMamba(cf.ModelAdapter):
             y = impl(ut)
         (y * self._u(impl, grad_y)).sum().backward()
         return _np(ut.grad)
+
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        if integration_timesteps is not None:
+            raise cf.Unsupported("mamba-ssm's Mamba takes no integration_timesteps (event gaps)")
+        impl.zero_grad()
+        with self._cpu_paths():
+            y = impl(self._u(impl, u))
+        (y * self._u(impl, grad_y)).sum().backward()
+        config = impl.reference_config
+        return parameter_gradients(
+            impl, lambda sd: converters.mamba_state_dict_to_reference(sd, config, layout="mamba_ssm"))
 
 
 ADAPTERS = (MambaSsmSelectiveScanRef, MambaSsmMamba)

@@ -24,6 +24,7 @@ import numpy as np
 
 import equivalence_tests.conformance as cf
 from equivalence_tests.peers import converters
+from equivalence_tests.peers._loading import parameter_gradients
 
 PEER = "mambapy"
 VERSION = "1.2.0"
@@ -70,6 +71,7 @@ class MambapyMamba(cf.ModelAdapter):
         import torch
 
         module = self._new(ref.config)
+        module.reference_config = dict(ref.config)  # for grad_params' converter
         sd = converters.reference_to_mamba_state_dict(ref.params, layout="mambapy")
         module.load_state_dict({k: torch.as_tensor(v, dtype=self._torch_dtype) for k, v in sd.items()})
         return module.eval()
@@ -121,6 +123,15 @@ class MambapyMamba(cf.ModelAdapter):
         ut = self._u(u).requires_grad_(True)
         (impl(ut) * self._u(grad_y)).sum().backward()
         return _np(ut.grad)
+
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        if integration_timesteps is not None:
+            raise cf.Unsupported("mambapy's MambaBlock takes no integration_timesteps (event gaps)")
+        impl.zero_grad()
+        (impl(self._u(u)) * self._u(grad_y)).sum().backward()
+        config = impl.reference_config
+        return parameter_gradients(
+            impl, lambda sd: converters.mamba_state_dict_to_reference(sd, config, layout="mambapy"))
 
 
 class MambapyMamba64(MambapyMamba):

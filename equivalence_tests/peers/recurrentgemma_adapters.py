@@ -28,7 +28,7 @@ import numpy as np
 
 import equivalence_tests.conformance as cf
 from equivalence_tests.peers import converters
-from equivalence_tests.peers._loading import package_without_init
+from equivalence_tests.peers._loading import package_without_init, parameter_gradients
 
 PEER = "recurrentgemma"
 VERSION = "1.0.1"
@@ -75,6 +75,7 @@ class RecurrentGemmaRGLRU(cf.ModelAdapter):
                                  "Conv1D fails to return its cache at temporal_width = 1)" if not self.width_one
                                  else "this adapter checks conv1d_width = 1 only")
         module = self._new(ref.config)
+        module.reference_config = dict(ref.config)  # for grad_params' converter
         sd = converters.reference_to_recurrentgemma_state_dict(ref.params)
         module.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
         return module.eval()
@@ -140,6 +141,17 @@ class RecurrentGemmaRGLRU(cf.ModelAdapter):
         y, ut = self._grad_run(impl, u)
         (y * torch.as_tensor(np.asarray(grad_y), dtype=torch.float32)).sum().backward()
         return _np(ut.grad)
+
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        import torch
+
+        if integration_timesteps is not None:
+            raise cf.Unsupported("RecurrentGemma's RG-LRU takes no integration_timesteps (event gaps)")
+        impl.zero_grad()
+        y, _ = self._grad_run(impl, u)
+        (y * torch.as_tensor(np.asarray(grad_y), dtype=torch.float32)).sum().backward()
+        config = impl.reference_config
+        return parameter_gradients(impl, lambda sd: converters.recurrentgemma_state_dict_to_reference(sd, config))
 
     def _grad_run(self, impl, u):
         import torch

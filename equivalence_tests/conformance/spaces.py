@@ -49,7 +49,8 @@ def _sizes_and_options(draw, model: str) -> tuple[int, int | None, dict]:
         J = {"pointwise": draw(st.integers(1, 3)), "neck": draw(st.integers(1, 3)), "dws": H, "full": H * H}[mode]
         return H, J, {"mode": mode, "sub_state_dim": draw(st.integers(1, 3))}
     if model == "Mamba":
-        return H, draw(st.integers(1, 4)), {"d_conv": draw(st.integers(1, 4)), "expand": draw(st.sampled_from([1, 2]))}
+        return H, draw(st.integers(1, 4)), {"d_conv": draw(st.integers(1, 4)), "expand": draw(st.sampled_from([1, 2])),
+                                            "conv_bias": draw(st.booleans()), "bias": draw(st.booleans())}
     if model == "RGLRU":
         heads = draw(st.sampled_from([1, 2]))
         width = heads * draw(st.integers(1, 2))

@@ -176,6 +176,12 @@ def test_fast_model_takes_everything_after_d_state_by_keyword(name):
         getattr(reference.models, name)(2, 4, cls.reference_class.default_discretization)
 
 
+def test_the_issue_example_mamba_64_16_runs_on_torch_randn():
+    torch.manual_seed(0)
+    y = fast.models.Mamba(64, 16)(torch.randn(2, 100, 64))
+    assert y.shape == (2, 100, 64) and y.dtype == torch.float32 and bool(torch.isfinite(y).all())
+
+
 def test_mamba_64_16_4_is_a_type_error():
     with pytest.raises(TypeError):
         fast.models.Mamba(64, 16, 4)

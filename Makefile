@@ -27,6 +27,13 @@ figures: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# On a machine with an NVIDIA GPU where torch and Triton are preinstalled (no .venv, nothing installed or downloaded):
+# the Triton tests for real, the kernels against the torch path and the HBM floor, the model rows; under 8 minutes.
+# Writes benchmarks/results/gpu_check.json and .md; without CUDA it writes that it was skipped and exits 0.
+.PHONY: gpu-check
+gpu-check:
+	PYTHONPATH=. $(PY) -m benchmarks.gpu_check
+
 # The Mamba paper's synthetic tasks on the fast models (about 25 minutes on 2 cores); writes benchmarks/tasks/results/
 experiments: $(STAMP)
 	nice $(BIN)/python -m benchmarks.tasks run

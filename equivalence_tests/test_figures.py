@@ -3,7 +3,7 @@
 * Plotted data: every curve of every plot equals, point for point, the model's ``impulse_response`` /
   ``frequency_response`` (or its poles, its frozen systems, its outputs), recomputed here from the model;
   the comparison's continuous curve equals the continuous transfer function written out from the S4D
-  parameters (the bilinear warping identity, EQUATIONS.md §1.2, §11 item 4).
+  parameters (the bilinear warping identity, reference/README.md §bilinear, §Identities 4).
 * ``frozen_system`` (the reference helper the LTV figures use): its impulse response equals the model's
   recurrence run with token t's gates held fixed (gates recomputed here from each model's documented
   equations), and its first step is what ``forward`` does at token t.
@@ -203,8 +203,46 @@ def test_comparison_continuous_curve_matches_the_continuous_transfer_function(se
         response[rule] = m.frequency_response(w)
         assert_close(plotted.arrays[rule], response[rule], "complex128", f"{rule} response")
         assert_same_set(plotted.arrays[f"{rule}:poles"], np.linalg.eigvals(m.to_dlti().A), f"{rule} poles")
-    response["dirac*dt"] = dt * response["dirac"]  # dirac samples h(t): drawn times dt to sit on the others
+    D = np.diag(figures.set_step(S4D(d_model, 6, seed=seed), dt).params.D)  # (H, H): the skip, not rescaled
+    response["dirac*dt"] = dt * (response["dirac"] - D) + D  # dirac samples h(t): its dynamic part drawn times dt
     assert check_response_curves(fig, plotted, {}, response) == 2 * 4
+
+
+@given(seeds, st.integers(1, 3), st.floats(0.02, 1.0))
+def test_comparison_plotted_values_at_omega_0_are_the_dc_gains(seed, d_model, dt):
+    """At omega = 0 the magnitude panel shows, for channel 0: zoh and bilinear at the continuous DC gain
+    G(0) + D = -2 Re(sum C B / lambda) + D (both keep it); dirac drawn as dt (sum_l K_l) + D with the skip D not
+    rescaled -- the left Riemann sum of the area G(0) = integral of h, plus D (reference/README.md §dirac)."""
+    fig, plotted = figures.plot_discretization_comparison("s4d", d_model=d_model, d_state=6, seed=seed, dt=dt,
+                                                          n_freq=16)
+    model = figures.set_step(S4D(d_model, 6, discretization="dirac", seed=seed), dt)
+    p = model.params
+    lam, CB = model.eigenvalues()[0], p.C[0] * p.B[0]  # channel 0: (N/2,) each
+    dc = -2 * np.sum(CB / lam).real + p.D[0]  # G(0) + D from the parameters
+    L = int(np.ceil(60 / (dt * 0.5)))  # |a_bar|^L = e^{-L dt / 2} < e^{-30}: the tail of the sum is negligible
+    riemann = dt * model.kernel(L)[:, 0, 0].sum() + p.D[0]  # dt sum_l h(l dt) + D, by the kernel itself
+    drawn = curves(fig)
+    assert plotted.w[0] == 0.0
+    for rule, expected in (("zoh", dc), ("bilinear", dc), ("continuous", dc), ("dirac*dt", riemann)):
+        x, mag_db = drawn[f"{rule}|0|0|magnitude_db"]
+        assert x[0] == 0.0
+        assert_close(10 ** (mag_db[0] / 20), abs(expected), "float64", f"{rule}: plotted |H| at omega = 0")
+
+
+def test_comparison_warping_guide_is_folded_and_the_legend_names_only_the_requested_rules():
+    for rules in (["zoh"], ["bilinear"], ["dirac", "bilinear"], ["zoh", "bilinear", "dirac"]):
+        fig, _ = figures.plot_discretization_comparison("s4d", rules, n_freq=16)
+        ax_mag, ax_warp = fig.axes[0], fig.axes[3]
+        for ax in (ax_mag, ax_warp, fig.axes[2]):
+            labels = [t.get_text() for t in ax.get_legend().get_texts()]
+            named = {r for r in ("zoh", "bilinear", "dirac") if any(r in lab for lab in labels)}
+            assert named == set(rules), (rules, labels)
+        if "zoh" in rules or "dirac" in rules:
+            (guide,) = [ln for ln in ax_warp.get_lines() if "folded" in ln.get_label()]
+            x, y = guide.get_data()
+            assert np.all((x >= 0) & (x <= np.pi + 1e-12)), "the zoh guide leaves [0, pi]"
+            assert y.max() > np.pi  # it covers analog frequencies above Nyquist, folded back
+            assert_close(x, np.abs(np.angle(np.exp(1j * y))), "float64", "zoh guide: the folded pole angle")
 
 
 def test_comparison_refuses_a_time_varying_model_and_an_unknown_rule():
@@ -237,12 +275,43 @@ def test_frozen_plot_draws_the_frozen_systems_responses(setup, L, data):
     for t in times:
         frozen = model.frozen_system(u, t, integration_timesteps=tau)
         key = f"{model.discretization}@{t}"
-        impulse[f"{key}:impulse"] = frozen.impulse_response(L)
-        frequency[f"{key}:frequency"] = frozen.frequency_response(plotted.w)
+        # the state part: the skip D (token-independent; Mamba's D = 1 hides the rest) is not drawn
+        impulse[f"{key}:impulse"] = frozen.impulse_response(L) - np.eye(L)[:, :1, None] * frozen.D
+        frequency[f"{key}:frequency"] = frozen.frequency_response(plotted.w) - frozen.D
         assert_close(plotted.arrays[f"{key}:impulse"], impulse[f"{key}:impulse"], "float64", f"{key} impulse")
         assert_close(plotted.arrays[f"{key}:frequency"], frequency[f"{key}:frequency"], "complex128", key)
         assert_same_set(plotted.arrays[f"{key}:poles"], np.linalg.eigvals(frozen.to_dlti().A), f"{key} poles")
     assert check_response_curves(fig, plotted, impulse, frequency) == 2 * len(times)
+
+
+@given(seeds, st.sampled_from(S5.discretizations), st.integers(8, 40))
+def test_irregular_sampling_plot_draws_s5_with_the_gaps_and_equals_the_held_input_under_zoh(seed, rule, n):
+    model = S5(2, 4, discretization=rule, seed=seed)
+    fig, plotted = figures.plot_irregular_sampling(model, L_fine=3 * n, n_events=n, seed=seed)
+    a = plotted.arrays
+    assert np.all(a["gaps"] >= 1) and a["gaps"].sum() == a["times"][-1] + 1
+    assert_close(a["samples"], a["signal"][a["times"]], "float64", "samples")
+    assert_close(a["irregular"], model.forward(a["samples"], integration_timesteps=a["gaps"]), "float64", "irregular")
+    assert_close(a["as regular"], model.forward(a["samples"]), "float64", "as regular")
+    held = np.repeat(a["samples"], a["gaps"].astype(int), axis=0)  # u_k over the gap before event k
+    assert_close(a["held:fine"], model.forward(held), "float64", "fine-grid run")
+    if rule == "zoh":  # gaps compose exactly (async injects one nominal step per event instead)
+        assert_close(a["irregular"], a["held:fine"][a["times"]], "float64", "irregular vs held (zoh)")
+    drawn = curves(fig)
+    for name in ("irregular", "as regular", "samples"):
+        x, y = drawn[f"{name}|0"]
+        assert_close(x, a["times"].astype(float), "float64", f"{name} times")
+        assert_close(y, a[name][:, 0], "float64", f"{name} curve")
+    with pytest.raises(ValueError, match="S5"):
+        figures.plot_irregular_sampling(S4D(2, 4))
+
+
+def test_gallery_has_the_irregular_s5_figure_and_no_time_varying_rule_in_lti_figures():
+    names = [name for name, _ in figures.gallery_figures(["s5"])]
+    assert "s5_irregular.png" in names
+    fig = dict(figures.gallery_figures(["s5"]))["s5_frequency.png"]()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert not any("async" in t for t in titles) and any("zoh" in t for t in titles), titles
 
 
 @given(ltv_setups(rules=["async", "zoh", "rglru"]))
@@ -412,7 +481,66 @@ def test_cli_writes_a_valid_png(argv, tmp_path, capsys):
     out = tmp_path / "sub" / "f.png"
     assert figures.main([*argv, "--out", str(out)]) == 0
     assert is_png(out)
-    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith(f"wrote {out}") and len(printed.splitlines()) == 1, printed
+
+
+def test_cli_out_without_extension_writes_and_prints_the_same_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert figures.main(["poles", "--model", "s4d", "--out", "noext"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noext.png"] and is_png(tmp_path / "noext.png")
+    assert capsys.readouterr().out.startswith("wrote noext.png")
+
+
+def test_cli_says_which_channel_pairs_it_drew(tmp_path, capsys):
+    assert figures.main(["impulse", "--model", "s4d", "--d-model", "64", "--out", str(tmp_path / "f.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "0<-0, 1<-1, 2<-2, 3<-3 of d_model = 64" in printed, printed
+    assert figures.main(["frequency", "--model", "mamba", "--d-model", "3", "--out", str(tmp_path / "g.png")]) == 0
+    assert "0<-0 of d_model = 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, valid, refused", [("compare", LTI, LTV), ("async", LTV, LTI)])
+def test_cli_compare_and_async_list_only_the_models_they_take(kind, valid, refused, capsys):
+    with pytest.raises(SystemExit):
+        figures.main([kind, "--help"])
+    model_help = " ".join(capsys.readouterr().out.split()).split("--model MODEL")[-1].split("--")[0]
+    assert model_help.split("one of:")[-1].strip().split(", ") == list(valid), model_help
+    assert figures.main([kind, "--model", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.split("valid choices: ")[-1].split(", ") == list(valid), err
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["impulse", "--model", "s4d", "--dt", "-1"], "--dt"),
+        (["frequency", "--model", "s5", "--dt", "0"], "--dt"),
+        (["impulse", "--model", "s4d", "--length", "0"], "--length"),
+        (["impulse", "--model", "mamba", "--length", "-3"], "--length"),
+        (["impulse", "--model", "s4d", "--d-model", "0"], "--d-model"),
+        (["impulse", "--model", "s4d", "--d-state", "3"], "--d-state"),
+    ],
+)
+def test_cli_names_the_flag_it_rejects(argv, flag, capsys, tmp_path):
+    assert figures.main([*argv, "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"python -m figures: error: {flag}:"), err
+
+
+def test_gallery_of_an_installed_copy_writes_into_the_current_directory_and_says_where(tmp_path, capsys, monkeypatch):
+    installed = tmp_path / "venv" / "lib" / "python3.12" / "site-packages" / "figures"
+    assert figures.default_gallery_dir(installed, cwd=tmp_path) == tmp_path / "gallery"
+    assert figures.default_gallery_dir() == Path(figures.GALLERY_DIR)  # this source checkout: the committed gallery
+    monkeypatch.setattr(figures.cli, "__file__", str(installed / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert figures.main(["gallery", "--model", "lru"]) == 0
+    expected = sorted(name for name, _ in figures.gallery_figures(["lru"]))
+    assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == expected
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"{len(expected)} figures in {tmp_path / 'gallery'}"), last
+    assert figures.main(["gallery", "--model", "lru", "--out-dir", "pics"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == expected
 
 
 def test_cli_gallery_writes_every_figure_with_one_progress_line_each(tmp_path, capsys):

@@ -17,7 +17,7 @@ window, and ``fig.savefig`` renders with Agg; ``python -m figures`` also selects
 this package leaves the caller's matplotlib backend alone.
 """
 
-from figures.cli import GALLERY_DIR, gallery_figures, main, write_gallery
+from figures.cli import GALLERY_DIR, default_gallery_dir, gallery_figures, main, write_gallery
 from figures.plots import (
     LTI_MODELS,
     LTV_MODELS,
@@ -31,6 +31,7 @@ from figures.plots import (
     plot_frequency_response,
     plot_frozen_responses,
     plot_impulse_response,
+    plot_irregular_sampling,
     plot_poles,
     poles,
     set_step,
@@ -42,6 +43,7 @@ __all__ = [
     "LTV_MODELS",
     "MODELS",
     "Plotted",
+    "default_gallery_dir",
     "default_gaps",
     "default_input",
     "gallery_figures",
@@ -52,6 +54,7 @@ __all__ = [
     "plot_frequency_response",
     "plot_frozen_responses",
     "plot_impulse_response",
+    "plot_irregular_sampling",
     "plot_poles",
     "poles",
     "set_step",

@@ -48,6 +48,7 @@ __all__ = [
     "plot_frequency_response",
     "plot_frozen_responses",
     "plot_impulse_response",
+    "plot_irregular_sampling",
     "plot_poles",
     "poles",
     "set_step",
@@ -393,8 +394,10 @@ def plot_discretization_comparison(
 
     One model per rule is built with the same seed (so the same continuous parameters, which is checked)
     and every state gets the step ``dt``. Panels: (a) magnitude of each H(e^{i omega}) and of the
-    continuous system's response G(i Omega) + D at Omega = omega / dt; dirac is drawn times dt (its kernel
-    samples h(t), the others integrate it over a step, so dirac ~ G / dt); (b) phase; (c) the poles;
+    continuous system's response G(i Omega) + D at Omega = omega / dt; dirac's dynamic part is drawn times dt,
+    dt (H_dirac - D) + D (its kernel samples h(t), the others integrate it over a step, so H_dirac - D ~ G / dt;
+    the skip D is not a kernel and is not rescaled); at omega = 0 that is G(0) + D + (dt/2) C B + O(dt^2)
+    (reference/README.md §dirac); (b) phase; (c) the poles;
     (d) frequency warping: the analog frequency Omega dt that digital omega stands for, omega under zoh
     and dirac (poles e^{lambda dt}) and 2 tan(omega / 2) under bilinear, with each continuous mode placed
     at (angle of its discrete pole, Im(lambda) dt).
@@ -404,7 +407,8 @@ def plot_discretization_comparison(
     v = 2 arctan(omega / 2). The continuous eigenvalues come from the bilinear poles by the inverse map
     lambda dt = 2 (p - 1) / (p + 1).
 
-    ``plotted.arrays``: ``rule`` -> that model's ``frequency_response(w)``; ``"continuous"`` -> G + D on
+    ``plotted.arrays``: ``rule`` -> that model's ``frequency_response(w)``; ``"dirac*dt"`` -> the drawn
+    dt (H_dirac - D) + D; ``"continuous"`` -> G + D on
     ``w`` (shape of a frequency response); ``rule + ":poles"`` -> its poles; ``"continuous:eigenvalues"``
     -> lambda dt.
     """
@@ -419,8 +423,9 @@ def plot_discretization_comparison(
     if not discretizations:
         raise ValueError("discretizations: expected at least one rule")
     for d in discretizations:
-        if d not in cls.discretizations or d not in reference.DISCRETIZATIONS:
-            valid = [r for r in cls.discretizations if r in reference.DISCRETIZATIONS]
+        step_rules = [r for r in cls.discretizations if r in reference.DISCRETIZATIONS]
+        valid = [r for r in step_rules if r not in reference.TIME_VARYING_ONLY]  # one kernel per rule
+        if d not in valid:
             raise ValueError(
                 f"discretization: {d!r} is not a step rule of {name}; valid choices: {', '.join(valid)}"
             )
@@ -449,12 +454,13 @@ def plot_discretization_comparison(
         H = models[d].frequency_response(w)  # (W, H_out, H_in)
         arrays[d] = H
         color = colors.get(d, f"C{3 + k}")
-        shown = dt * H if d == "dirac" else H
+        D_skip = models[d].ssm().D  # (H_out, H_in): the skip, not part of the kernel
+        shown = dt * (H - D_skip) + D_skip if d == "dirac" else H  # dirac: the dynamic part times dt
         key = f"{d}*dt" if d == "dirac" else d
         if d == "dirac":
             arrays[key] = shown
         _draw_frequency(ax_mag, ax_phase, key, w, shown, [(o, i)], log=False, color=color)
-        ax_mag.lines[-1].set_label(f"{d} × Δ" if d == "dirac" else d)
+        ax_mag.lines[-1].set_label(f"{d}: Δ·(H − D) + D" if d == "dirac" else d)
         p = poles(models[d].ssm())
         arrays[f"{d}:poles"] = p
         _draw_poles(ax_poles, None, f"{d}:poles", p, d, color=color, marker=markers.get(d, "."), mfc="none")
@@ -470,15 +476,20 @@ def plot_discretization_comparison(
     lam_dt = 2.0 * (p_bil - 1.0) / (p_bil + 1.0)  # the continuous eigenvalues times dt
     arrays["continuous:eigenvalues"] = lam_dt
     top = min(max(3 * np.pi, 1.1 * float(np.max(np.abs(lam_dt.imag), initial=0.0))), 6 * np.pi)
-    ax_warp.plot(w, w, color=colors["zoh"], lw=1, label="zoh, dirac: ΩΔ = ω (mod 2π)")
-    ax_warp.plot(w, 2.0 * np.tan(np.minimum(w, np.pi - 1e-3) / 2.0), color=colors["bilinear"], lw=1,
-                 label="bilinear: ΩΔ = 2 tan(ω/2)")
     up = lam_dt.imag >= 0  # one of each conjugate pair
-    p_zoh = np.exp(lam_dt[up])  # where zoh puts the same modes (dirac: the same poles)
-    ax_warp.plot(np.abs(np.angle(p_zoh)), lam_dt[up].imag, "o", color=colors["zoh"], mfc="none", ms=4,
-                 label="modes under zoh")
-    ax_warp.plot(np.abs(np.angle(p_bil[up])), lam_dt[up].imag, "x", color=colors["bilinear"], ms=4,
-                 label="modes under bilinear")
+    exact_A = [d for d in discretizations if d in ("zoh", "dirac")]  # the rules with poles e^{lambda dt}
+    if exact_A:  # only the requested rules appear in the legend
+        analog = np.linspace(0.0, top, 2001)  # ΩΔ on the y axis, mapped to the pole angle folded into [0, π]
+        ax_warp.plot(np.abs(np.angle(np.exp(1j * analog))), analog, color=colors[exact_A[0]], lw=1,
+                     label=f"{', '.join(exact_A)}: ω = ΩΔ folded into [0, π]")
+        p_zoh = np.exp(lam_dt[up])  # where zoh and dirac put the modes
+        ax_warp.plot(np.abs(np.angle(p_zoh)), lam_dt[up].imag, "o", color=colors[exact_A[0]], mfc="none", ms=4,
+                     label=f"modes under {', '.join(exact_A)}")
+    if "bilinear" in discretizations:
+        ax_warp.plot(w, 2.0 * np.tan(np.minimum(w, np.pi - 1e-3) / 2.0), color=colors["bilinear"], lw=1,
+                     label="bilinear: ΩΔ = 2 tan(ω/2)")
+        ax_warp.plot(np.abs(np.angle(p_bil[up])), lam_dt[up].imag, "x", color=colors["bilinear"], ms=4,
+                     label="modes under bilinear")
     ax_warp.set_xlim(0.0, np.pi)
     ax_warp.set_ylim(0.0, top)
     ax_warp.set_xlabel("ω (rad / sample)")
@@ -531,14 +542,17 @@ def plot_frozen_responses(
     """An LTV model frozen at chosen tokens of a given input: the LTI system its core applies at token t
     (``model.frozen_system(u, t)``), for each t in ``times``. One column per model (or discretization).
 
-    Rows: the input with the chosen tokens marked; then, as ``show`` asks, the impulse response of each
-    frozen system (channel pair ``channel``), its magnitude response (``frequency_grid``), and its poles in
-    the complex plane with the arc of the unit circle near z = 1.
+    Rows: the input with the chosen tokens marked; then, as ``show`` asks, the state part of each frozen
+    system (channel pair ``channel``), without the skip D (which does not depend on the token and, for Mamba's
+    D = 1, would hide everything else): its kernel K_l = read(C A_bar^l B_bar) and the magnitude of
+    H(e^{i omega}) - D in dB, each on its own scale; and the poles in the complex plane with the arc of the
+    unit circle near z = 1.
     ``u (T, H)``: the input (default ``default_input(L, H, seed)``); ``integration_timesteps (T,)`` its gaps,
     the same for every column (when one model is "async" and none are given, ``default_gaps``).
     ``L``: the impulse response length (and the default input's length).
-    ``plotted.arrays[f"{label}@{t}:impulse"] = frozen.impulse_response(L)``, ``...:frequency`` =
-    ``frozen.frequency_response(w)``, ``...:poles`` = ``poles(frozen)``; ``"input"`` = u;
+    ``plotted.arrays[f"{label}@{t}:impulse"] = frozen.kernel(L)`` (the impulse response less D delta_l),
+    ``...:frequency`` = ``frozen.frequency_response(w) - frozen.D``, ``...:poles`` = ``poles(frozen)``;
+    ``"input"`` = u;
     ``"gaps"`` = the gaps used (when any).
     """
     models = _as_models(models)
@@ -579,21 +593,22 @@ def plot_frozen_responses(
             style = {"color": f"C{k + 1}"}
             row = 1
             if "impulse" in show:
-                h = frozen.impulse_response(L)  # (L, H_out, H_in)
+                h = frozen.kernel(L)  # (L, H_out, H_in): the state part, without D delta_l
                 arrays[f"{key}:impulse"] = h
                 ax = axes[row, col]
                 (line,) = ax.plot(np.arange(L), h[:, o, i], lw=1, label=f"t = {t}", **style)
                 line.set_gid(f"{key}:impulse|{o}|{i}|impulse")
                 impulse_curves.append(h[:, o, i])
                 ax.set_xlabel("lag l")
-                ax.set_ylabel(f"h[l], channel {o} <- {i}")
+                ax.set_ylabel(f"K[l] (no skip), {o} <- {i}")
                 ax.legend(fontsize=7)
                 row += 1
             if "frequency" in show:
-                H = frozen.frequency_response(w)  # (W, H_out, H_in)
+                H = frozen.frequency_response(w) - frozen.D  # (W, H_out, H_in): the state part
                 arrays[f"{key}:frequency"] = H
                 _draw_frequency(axes[row, col], None, f"{key}:frequency", w, H, [(o, i)], log=log_frequency, **style)
                 axes[row, col].lines[-1].set_label(f"t = {t}")
+                axes[row, col].set_ylabel("|H − D| (dB)")
                 axes[row, col].legend(fontsize=7)
                 row += 1
             if "poles" in show:
@@ -611,7 +626,8 @@ def plot_frozen_responses(
             ax = axes[len(show), col]
             theta = np.linspace(-0.35, 0.35, 101)
             ax.plot(np.cos(theta), np.sin(theta), color="0.5", lw=0.8)  # the arc of the unit circle near 1
-    fig.suptitle("frozen systems: the LTI system the core applies at token t", fontsize=11)
+    fig.suptitle("frozen systems: the LTI system the core applies at token t (state part, skip D not drawn)",
+                 fontsize=11)
     return fig, Plotted(arrays, lags=np.arange(L), w=w)
 
 
@@ -661,4 +677,69 @@ def plot_async_example(model, u=None, integration_timesteps=None, *, channel: in
     ax_dec.set_xlabel("gap τ before the event")
     ax_dec.set_ylabel("mean |Ā| at the event")
     arrays = {"input": u, "gaps": gaps, "times": times, "async": y_async, "regular": y_regular, "decay": decay}
+    return fig, Plotted(arrays)
+
+
+def plot_irregular_sampling(model=None, *, L_fine: int = 240, n_events: int = 40, channel: int = 0, seed: int = 0):
+    """An irregularly sampled signal through S5 (reference/README.md §S5): ``n_events`` samples of a smooth
+    signal at random times on a fine grid of ``L_fine`` unit steps, run three ways.
+
+    * "irregular": ``model.forward(samples, integration_timesteps=gaps)``, each event with the step dt * tau_k;
+    * "held": the regular model on the fine grid, the input held at each sample over the gap before it (what
+      zoh assumes), read at the event times -- under zoh exactly the same numbers (gaps compose);
+    * "as regular": the samples as if evenly spaced (every gap 1): what a model without time information sees.
+
+    ``model``: an S5 (default: ``S5(2, 8)`` with zoh, every step 0.2). ``plotted.arrays``: ``"signal"`` (L_fine,
+    H), ``"times"`` (n_events,) event times on the fine grid, ``"gaps"``, ``"samples"`` (n_events, H),
+    ``"irregular"``, ``"held"`` (the fine-grid output at the event times), ``"as regular"`` (n_events, H), and
+    ``"held:fine"`` (L_fine, H), the whole fine-grid output. Curves' gids: ``"<name>|<channel>"``.
+    """
+    model = set_step(S5(2, 8, seed=seed), 0.2) if model is None else _as_reference(model)
+    if not isinstance(model, S5):
+        raise ValueError(f"model: the irregular-sampling figure runs an S5, got {type(model).__name__}")
+    if model.bidirectional:
+        raise ValueError("model: the irregular-sampling figure needs a causal (bidirectional=False) S5")
+    L_fine, n_events = positive_int(L_fine, "L_fine"), positive_int(n_events, "n_events")
+    if n_events > L_fine:
+        raise ValueError(f"n_events: expected at most L_fine = {L_fine} events, got {n_events}")
+    c = int(channel)
+    if not 0 <= c < model.d_model:
+        raise ValueError(f"channel: expected 0 <= channel < {model.d_model}, got {channel!r}")
+    rng = np.random.default_rng(seed + 7)
+    grid = np.arange(L_fine)  # (L_fine,): the fine clock, unit steps
+    phases = rng.uniform(0, 2 * np.pi, size=model.d_model)
+    signal = np.sin(2 * np.pi * grid[:, None] / 60.0 + phases) + 0.5 * np.sin(2 * np.pi * grid[:, None] / 17.0)
+    times = np.sort(rng.choice(L_fine, size=n_events, replace=False))  # (n_events,) event indices on the grid
+    gaps = np.diff(np.concatenate([[-1], times])).astype(np.float64)  # (n_events,): first gap from t = -1
+    samples = signal[times]  # (n_events, H)
+    y_irregular = model.forward(samples, integration_timesteps=gaps)  # (n_events, H)
+    held = np.repeat(samples, gaps.astype(int), axis=0)  # (times[-1] + 1, H): u_k held over the gap before it
+    y_held = model.forward(held)  # (times[-1] + 1, H), regular unit steps
+    y_regular = model.forward(samples)  # (n_events, H): every gap 1
+
+    fig, axes = _figure(2, 1, width=7.0, height=2.4)
+    ax_in, ax_out = axes[:, 0]
+    ax_in.plot(grid, signal[:, c], color="0.6", lw=1, label="signal")
+    (line,) = ax_in.plot(times, samples[:, c], "o", ms=3, color="k", label="samples (irregular times)")
+    line.set_gid(f"samples|{c}")
+    ax_in.step(np.arange(held.shape[0]), held[:, c], where="pre", color="C0", lw=0.8, alpha=0.6,
+               label="held over each gap (zoh)")
+    ax_in.set_ylabel(f"u, channel {c}")
+    ax_in.set_title(f"S5 ({model.discretization}): {n_events} samples at irregular times of a signal on "
+                    f"{L_fine} steps", fontsize=10)
+    ax_in.legend(fontsize=7, loc="upper right")
+    (line,) = ax_out.plot(np.arange(held.shape[0]), y_held[:, c], color="C0", lw=1,
+                          label="regular S5 on the held input")
+    line.set_gid(f"held:fine|{c}")
+    (line,) = ax_out.plot(times, y_irregular[:, c], "o", ms=4, mfc="none", color="C1",
+                          label="S5 with integration_timesteps = the gaps")
+    line.set_gid(f"irregular|{c}")
+    (line,) = ax_out.plot(times, y_regular[:, c], "x", ms=4, color="C3", label="the samples as if evenly spaced")
+    line.set_gid(f"as regular|{c}")
+    ax_out.set_xlabel("time (fine steps)")
+    ax_out.set_ylabel(f"y, channel {c}")
+    ax_out.legend(fontsize=7, loc="upper right")
+    fig.suptitle("irregular time: each event discretized with the step Δ·τ_k", fontsize=11)
+    arrays = {"signal": signal, "times": times, "gaps": gaps, "samples": samples, "irregular": y_irregular,
+              "held": y_held[times], "held:fine": y_held, "as regular": y_regular}
     return fig, Plotted(arrays)

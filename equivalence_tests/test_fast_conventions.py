@@ -366,26 +366,31 @@ def euler_rule():
     fast.unregister_discretization("euler")
 
 
-@pytest.mark.parametrize("name", ["S4D", "Mamba"])
+@pytest.mark.parametrize("name", ["S4D", "S5", "LRU", "Centaurus", "Mamba", "S7"])
 def test_a_rule_registered_in_both_packages_runs_in_lti_and_ltv_models(name, euler_rule):
-    ref = getattr(reference.models, name)(2, 4, discretization=euler_rule, seed=7)
+    options = {"r_max": 0.9, "max_phase": 0.5} if name == "LRU" else {}
+    ref = getattr(reference.models, name)(2, 4, discretization=euler_rule, seed=7, **options)
+    built = getattr(fast.models, name)(2, 4, discretization=euler_rule, seed=7, dtype=torch.float64, **options)
+    assert params_equal(built, getattr(fast.models, name).from_reference(ref))  # the constructor accepts it too
+    if name == "LRU":  # explicit Euler is stable only for |1 + dt z| < 1: LRU's step (1 at init) set to 0.1
+        ref.params.log_dt = np.full_like(ref.params.log_dt, np.log(0.1))
+        assert np.all(np.abs(1 + 0.1 * ref.exponent()) < 1)
     assert euler_rule in ref.supported_discretizations()
     model = getattr(fast.models, name).from_reference(ref)
     u = np.random.default_rng(2).normal(size=(2, 9, 2))
     y, state = model(torch.tensor(u), return_state=True)
     y_ref, state_ref = ref.forward(u, return_state=True)
     assert_close(y, y_ref, "float64", f"{name} with a registered Euler rule")
+    if isinstance(state_ref, tuple):  # Mamba: (conv_state, ssm_state)
+        assert_close(state.ssm_state, state_ref.ssm_state, "float64", f"{name} final state")
+    else:
+        assert_close(state, state_ref, "complex128", f"{name} final state")
     y_t, _ = model.step(torch.tensor(u[:, 0]), model.initial_state(2))
     assert_close(y_t, ref.step(u[:, 0], ref.initial_state(2))[0], "float64", f"{name} Euler step")
     if name == "S4D":  # the rule itself: a_bar = 1 + dt lambda
         dt = np.exp(ref.params.log_dt)[:, None]  # (H, 1)
         lam = -np.exp(ref.params.log_A_real) - 1j * ref.params.A_imag  # (H, N/2)
         assert_close(model.discretized()[0], 1 + dt * lam, "complex128", "Euler a_bar")
-        assert_close(state, state_ref, "complex128", "S4D final state")
-    else:
-        assert_close(state.ssm_state, state_ref.ssm_state, "float64", "Mamba final state")
-    other = getattr(fast.models, name)(2, 4, discretization=euler_rule, seed=7, dtype=torch.float64)
-    assert params_equal(other, model)
 
 
 def test_registered_rules_are_refused_where_the_family_cannot_run_them(euler_rule):

@@ -53,7 +53,7 @@ $(PEERS_STAMP): pyproject.toml $(PEERS_C)
 	env -u CUDA_HOME $(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-build-isolation --no-deps lrnnx
 	env -u CUDA_HOME MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
 		$(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-build-isolation --no-deps mamba-ssm
-	$(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-deps mambapy recurrentgemma
+	$(PEERS_BIN)/python -m pip install -q -c $(PEERS_C) --no-deps mambapy recurrentgemma s5-pytorch
 	touch $(PEERS_STAMP)
 
 peers: $(PEERS_STAMP)

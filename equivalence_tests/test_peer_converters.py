@@ -227,7 +227,7 @@ def test_peer_report_lists_a_peer_that_is_not_installed_as_skipped(tmp_path, mon
     assert peers_main.main(["--max-examples", "1", "--out", str(out)]) == 0
     text = out.read_text()
     for name, version in (("lrnnx", "1.0.0.post1"), ("mamba-ssm", "2.3.2.post1"), ("mambapy", "1.2.0"),
-                          ("recurrentgemma", "1.0.1")):
+                          ("recurrentgemma", "1.0.1"), ("s5-pytorch", "0.2.1")):
         assert f"Skipped: {name} is not installed (make peers installs {name}=={version} in .venv-peers)" in text
 
 
@@ -236,3 +236,23 @@ def test_peer_report_refuses_a_bad_example_count():
 
     with pytest.raises(SystemExit):
         peers_main.main(["--max-examples", "0"])
+
+
+@pytest.mark.parametrize("H, P, blocks", [(3, 4, 1), (2, 6, 2), (1, 1, 1)])
+def test_s5_pytorch_state_dict_round_trip_has_the_peer_layout(H, P, blocks):
+    ref = reference.models.S5(H, P, seed=6, blocks=blocks, conj_sym=False, C_init="lecun_normal")
+    sd = converters.reference_to_s5_pytorch_state_dict(ref.params)
+    # s5/s5_model.py S5SSM with bcInit="dense": Lambda (P,) complex64, B (P, H, 2) float, C (H, P) complex64,
+    # D (H,), log_step (P,), under the wrapper S5's attribute "seq"
+    assert {k: v.shape for k, v in sd.items()} == {
+        "seq.Lambda": (P,), "seq.B": (P, H, 2), "seq.C": (H, P), "seq.D": (H,), "seq.log_step": (P,),
+    }
+    assert np.iscomplexobj(sd["seq.Lambda"]) and np.iscomplexobj(sd["seq.C"]) and not np.iscomplexobj(sd["seq.B"])
+    _params_equal(converters.s5_pytorch_state_dict_to_reference(sd, ref.config), ref.params)
+
+
+def test_s5_pytorch_needs_every_mode_stored():
+    ref = reference.models.S5(2, 4, seed=0)  # conj_sym=True: half the modes
+    sd = converters.reference_to_s5_pytorch_state_dict(reference.models.S5(2, 4, seed=0, conj_sym=False).params)
+    with pytest.raises(ValueError, match="expected conj_sym=False"):
+        converters.s5_pytorch_state_dict_to_reference(sd, ref.config)

@@ -7,6 +7,7 @@ methods), each saying exactly which code path of the peer its adapters run and h
     mamba_ssm_adapters       mamba-ssm 2.3.2.post1: selective_scan_ref, the Mamba module (non-fused path)
     mambapy_adapters         mambapy 1.2.0: MambaBlock (float32, and as a float64 module)
     recurrentgemma_adapters  recurrentgemma 1.0.1: the torch recurrent block with the RG-LRU
+    s5_pytorch_adapters      s5-pytorch 0.2.1: the S5 layer (zoh and bilinear)
 
 ``converters`` holds the public parameter converters (state dict <-> reference params, ``load_*`` into a ``fast``
 model). ``make peers`` builds ``.venv-peers`` from ``equivalence_tests/peers/constraints.txt`` and runs
@@ -62,4 +63,5 @@ PEERS = (
     Peer("mamba-ssm", "2.3.2.post1", "mamba_ssm", "equivalence_tests.peers.mamba_ssm_adapters"),
     Peer("mambapy", "1.2.0", "mambapy", "equivalence_tests.peers.mambapy_adapters"),
     Peer("recurrentgemma", "1.0.1", "recurrentgemma", "equivalence_tests.peers.recurrentgemma_adapters"),
+    Peer("s5-pytorch", "0.2.1", "s5", "equivalence_tests.peers.s5_pytorch_adapters"),
 )

@@ -33,6 +33,14 @@ RecurrentGemma's recurrent block (``recurrentgemma.torch.modules.RecurrentBlock`
 
 ``reference.models.RGLRU`` keeps exactly these numbers and layouts (``conv_1d_weight``, ``input_gate_weight``, ...).
 
+s5-pytorch's S5 (``s5.S5`` 0.2.1, i404788/s5-pytorch, with its default ``bcInit="dense"``; P = d_state, all P modes
+stored: the reference S5 with ``conj_sym=False``)::
+
+    seq.Lambda (P,) complex, seq.B (P, H, 2) real (B_tilde's real and imaginary parts), seq.C (H, P) complex,
+    seq.D (H,), seq.log_step (P,)
+
+the reference ``S5Params`` Lambda_re + i Lambda_im, B_tilde, C_tilde, D, log_step.
+
 lrnnx's LRU (``lrnnx.models.lti.LRU`` 1.0.0.post1; N = d_state)::
 
     nu_log (N,), theta_log (N,), gamma_log (N,), B_re, B_im (N, H), C_re, C_im (H, N), D (H,)
@@ -58,6 +66,8 @@ __all__ = [
     "mamba_state_dict_to_reference",
     "recurrentgemma_state_dict_to_reference",
     "reference_to_lrnnx_lru_state_dict",
+    "reference_to_s5_pytorch_state_dict",
+    "s5_pytorch_state_dict_to_reference",
     "reference_to_mamba_state_dict",
     "reference_to_recurrentgemma_state_dict",
 ]
@@ -78,7 +88,20 @@ def _array(value, key: str) -> np.ndarray:
     return array
 
 
-def _read(state_dict, expected: dict, optional: dict, ignored=()) -> dict:
+def _complex_array(value, key: str) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        value = value.resolve_conj().numpy() if value.is_complex() else value.double().numpy()
+    try:
+        array = np.array(value, dtype=np.complex128)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"state_dict[{key!r}]: expected a complex array, got {type(value).__name__}") from err
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"state_dict[{key!r}]: contains NaN or inf")
+    return array
+
+
+def _read(state_dict, expected: dict, optional: dict, ignored=(), complex_keys=()) -> dict:
     """Check that ``state_dict`` has exactly the keys of ``expected`` (+ any of ``optional`` and ``ignored``) with
     those shapes; return the arrays by key."""
     if not hasattr(state_dict, "keys"):
@@ -92,7 +115,7 @@ def _read(state_dict, expected: dict, optional: dict, ignored=()) -> dict:
         raise ValueError(f"state_dict: unexpected keys {unknown}; expected {list(expected) + list(optional)}")
     out = {}
     for key, shape in {**expected, **{k: v for k, v in optional.items() if k in keys}}.items():
-        array = _array(state_dict[key], key)
+        array = (_complex_array if key in complex_keys else _array)(state_dict[key], key)
         if array.shape != shape:
             raise ValueError(f"state_dict[{key!r}]: expected shape {shape}, got {array.shape}")
         out[key] = array
@@ -321,3 +344,48 @@ def load_lrnnx_lru_state_dict(fast_model, state_dict):
     """Copy an lrnnx ``LRU`` state dict into a ``fast.models.LRU`` of the same configuration (in place)."""
     _load_params(fast_model, lrnnx_lru_state_dict_to_reference(state_dict, fast_model.config))
     return fast_model
+
+
+# ------------------------------------------------------------------------------------------------
+# s5-pytorch's S5
+# ------------------------------------------------------------------------------------------------
+
+
+def s5_pytorch_state_dict_to_reference(state_dict, config):
+    """An s5-pytorch ``S5`` state dict (keys in the module docstring) -> the reference's ``S5Params``, checked
+    against ``config`` (a reference ``S5``'s config with ``conj_sym=False`` and ``bidirectional=False``)."""
+    from reference.models.lti.s5 import S5Params
+
+    config = _config(config)
+    try:
+        H, P = int(config["d_model"]), int(config["d_state"])
+    except KeyError as err:
+        raise ValueError(f"config: missing {err.args[0]!r} (expected a reference S5's config)") from None
+    if config.get("conj_sym", True) or config.get("bidirectional", False):
+        raise ValueError("config: s5-pytorch's S5 stores every mode and runs one direction: expected conj_sym=False "
+                         "and bidirectional=False")
+    shapes = {"seq.Lambda": (P,), "seq.B": (P, H, 2), "seq.C": (H, P), "seq.D": (H,), "seq.log_step": (P,)}
+    sd = _read(state_dict, shapes, {}, complex_keys=("seq.Lambda", "seq.C"))
+    return S5Params(
+        Lambda_re=sd["seq.Lambda"].real.copy(),
+        Lambda_im=sd["seq.Lambda"].imag.copy(),
+        B_tilde=sd["seq.B"][..., 0] + 1j * sd["seq.B"][..., 1],  # (P, H)
+        C_tilde=sd["seq.C"],
+        D=sd["seq.D"],
+        log_step=sd["seq.log_step"],
+    )
+
+
+def reference_to_s5_pytorch_state_dict(params) -> dict[str, np.ndarray]:
+    """The inverse of ``s5_pytorch_state_dict_to_reference`` (no reverse C: s5-pytorch's S5 is unidirectional
+    here)."""
+    if params.C_tilde_reverse is not None:
+        raise ValueError("params.C_tilde_reverse: a bidirectional S5 has no s5-pytorch counterpart here")
+    B = np.asarray(params.B_tilde, dtype=np.complex128)  # (P, H)
+    return {
+        "seq.Lambda": np.asarray(params.Lambda_re, dtype=np.float64) + 1j * np.asarray(params.Lambda_im),
+        "seq.B": np.stack([B.real, B.imag], axis=-1),  # (P, H, 2)
+        "seq.C": np.asarray(params.C_tilde, dtype=np.complex128),
+        "seq.D": np.asarray(params.D, dtype=np.float64),
+        "seq.log_step": np.asarray(params.log_step, dtype=np.float64),
+    }

@@ -67,6 +67,15 @@ _RG_WIDTH1 = (
     "cache (`return_cache=False`, as the gradient and initialization properties run it) the block is right."
 )
 
+_S5PT_D = (
+    "Real deviation of s5-pytorch 0.2.1, `s5/s5_model.py::S5SSM.__init__`: the feed-through is initialized as "
+    "`D = torch.rand(h)`, uniform on [0, 1) (every draw positive), where S5 (Smith, Warrington, Linderman, "
+    "'Simplified State Space Layers for Sequence Modeling', ICLR 2023, and its official code lindermanlab/S5 "
+    "`s5/ssm.py`) initializes D ~ N(0, 1) (reference/README.md §S5). The "
+    "fields before D in the reference's order (Lambda, B_tilde, C_tilde) matched in distribution; the property "
+    "stops at the first field that does not, so log_step was not compared."
+)
+
 EXPLANATIONS: dict[tuple[str, str], str] = {
     ("LrnnxDiscretization", "discretize_matches_reference"): _LRNNX_BILINEAR + " (Its async rule is wrong too: "
     "see async_gaps_add_up.)",
@@ -95,6 +104,7 @@ EXPLANATIONS: dict[tuple[str, str], str] = {
         "forward_matches_reference", "final_state_matches_reference", "step_matches_forward",
         "chunked_forward_matches_one_shot", "forward_is_causal", "batch_rows_are_independent",
     )},
+    ("S5PytorchS5", "init_matches_reference"): _S5PT_D,
 }
 
 #: One line per peer: what the kit found (also proposed for the README).
@@ -118,6 +128,11 @@ FINDINGS: dict[str, str] = {
         "a width-1 convolution it cannot return its cache (`Conv1D.forward` keeps every input, then the padding "
         "size goes negative)."
     ),
+    "s5-pytorch": (
+        "forward, step, chunked continuation, final state, impulse response and gradients match the reference S5 "
+        "(conj_sym=False, zoh and bilinear) in float32; its D is initialized U[0, 1) instead of N(0, 1), and "
+        "`S5.initial_state` raises AttributeError."
+    ),
 }
 
 #: Defects seen by reading the code and confirmed by a direct run, which the kit's draws do not separate at the
@@ -129,4 +144,9 @@ NOT_FOUND_BY_THE_KIT: list[str] = [
     "parameter scales the SSM term is small beside D·x and the difference stays under the float32 tolerance; with "
     "Δ ∈ [0.5, 1], x_proj scaled by 10 and D = 0 a direct run gives |step − forward| = 7.6e-4 on outputs of "
     "size 0.03 (zoh: 4e-9).",
+    "s5-pytorch 0.2.1 `s5/s5_model.py::S5SSM.initial_state` returns `torch.zeros((*batch, self.C_tilde.shape[-2]))`, "
+    "but S5SSM has no attribute C_tilde (its matrices are B and C; `get_BC_tilde()` forms them), so "
+    "`S5.initial_state(batch)` raises AttributeError; and had it worked, C_tilde.shape[-2] is H, not the state size "
+    "P, and the zeros would be real. The adapter passes the zero state of forward's returned shape, (B, P) "
+    "complex64, instead (the state that S5.forward takes and returns works).",
 ]

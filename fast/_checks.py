@@ -111,6 +111,80 @@ def real_like(x, name: str, dtype: torch.dtype, device) -> torch.Tensor:
         raise ValueError(f"{name}: expected a real number or array, got {type(x).__name__}") from exc
 
 
+def values_ok(
+    finite_args: dict[str, torch.Tensor | None],
+    positive_args: dict[str, torch.Tensor | None] | None = None,
+    nonnegative_args: dict[str, torch.Tensor | None] | None = None,
+) -> None:
+    """The value checks of one entry point (while ``validating()``; nothing otherwise): every tensor of
+    ``finite_args`` finite, those of ``positive_args`` finite and > 0, those of ``nonnegative_args`` finite and
+    >= 0. ``None`` entries are skipped. One reduction per tensor and one host sync for all of them; on a
+    failure the per-argument checks raise the ``ValueError`` that names the culprit.
+
+    A sum is finite only if every term is (an inf or a NaN propagates), so a finite sum clears a tensor in one
+    pass; a sum that overflows from finite terms only sends the tensor to the exact check."""
+    if not validating():
+        return
+    positive_args = {k: v for k, v in (positive_args or {}).items() if v is not None}
+    nonnegative_args = {k: v for k, v in (nonnegative_args or {}).items() if v is not None}
+    every = {k: v for k, v in finite_args.items() if v is not None} | positive_args | nonnegative_args
+    flags = [torch.isfinite(x.sum(dtype=_sum_dtype(x))) for x in every.values() if x.numel()]
+    flags += [x.min() > 0 for x in positive_args.values() if x.numel()]
+    flags += [x.min() >= 0 for x in nonnegative_args.values() if x.numel()]
+    if not flags or bool(torch.stack([f.to(device=flags[0].device) for f in flags]).all()):
+        return
+    for name, x in every.items():
+        finite(x, name)
+    for name, x in positive_args.items():
+        positive(x, name)
+    for name, x in nonnegative_args.items():
+        nonnegative(x, name)
+
+
+def _sum_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """Half-precision tensors are summed in float32 (a float16 sum of finite terms overflows at 65504)."""
+    return torch.float32 if x.dtype in HALF else None
+
+
+def parameters_ok(module: torch.nn.Module) -> None:
+    """Every parameter of ``module`` finite (while ``validating()``), one host sync for all; a NaN or an inf is
+    reported by the parameter's name, ``<Model>.<name>``, before any computation can fail on it."""
+    if not validating():
+        return
+    what = type(module).__name__
+    values_ok({f"{what}.{name}": p.detach() for name, p in module.named_parameters()})
+
+
+# -- half precision -----------------------------------------------------------------------------------------
+# The real-valued ops and models (selective_scan, linear_scan on real inputs, fft_conv on real inputs, diagonal
+# discretization of real eigenvalues; Mamba, RG-LRU, S7) take float16 and bfloat16 tensors and compute in
+# float32, as mamba_ssm does (its selective scan upcasts u, delta, A, B, C and keeps the state in float32), with
+# the results cast back to the input's dtype. Complex arithmetic has no half-precision type torch can run
+# (complex32 lacks most kernels), so the complex ops and models refuse half precision with a ValueError.
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a computation on ``dtype`` tensors runs in: float32 for float16 / bfloat16, ``dtype`` otherwise."""
+    return torch.float32 if dtype in HALF else dtype
+
+
+def upcast(x: torch.Tensor | None) -> torch.Tensor | None:
+    """A half-precision tensor as float32 (others unchanged; None stays None)."""
+    return x.float() if x is not None and x.dtype in HALF else x
+
+
+def no_half(dtype: torch.dtype, what: str, why: str = "it computes in complex arithmetic") -> None:
+    """A ``ValueError`` for a half-precision ``dtype`` where ``what`` cannot run in it."""
+    if dtype in HALF or dtype == torch.complex32:
+        raise ValueError(
+            f"dtype: {what} does not support {dtype} ({why}, and torch has no usable half-precision complex "
+            "type); supported: torch.float32 and torch.float64 (complex64 / complex128 where complex inputs are "
+            "allowed). Half precision runs in Mamba, RGLRU, S7 and the real-valued fast.ops"
+        )
+
+
 def finite(x: torch.Tensor, name: str) -> torch.Tensor:
     """``x``, after checking (while ``validating()``) that every entry is finite."""
     if validating() and not bool(torch.isfinite(x).all()):

@@ -41,7 +41,17 @@ from collections.abc import Callable
 
 import torch
 
-from fast._checks import broadcast, common_dtype, nonnegative, positive, real_dtype, real_like, tensor
+from fast._checks import (
+    HALF,
+    broadcast,
+    common_dtype,
+    no_half,
+    real_dtype,
+    real_like,
+    tensor,
+    validating,
+    values_ok,
+)
 
 __all__ = [
     "DISCRETIZATIONS",
@@ -151,7 +161,7 @@ def _diagonal_rule(method: str, Lambda, dt_A, dt_B):
     if method == "bilinear":
         denom_A = 1.0 - dt_A * Lambda / 2.0  # (..., N)
         denom_B = 1.0 - dt_B * Lambda / 2.0  # (..., N)
-        if bool((denom_A == 0).any()) or bool((denom_B == 0).any()):
+        if validating() and (bool((denom_A == 0).any()) or bool((denom_B == 0).any())):
             raise ValueError("bilinear: 1 - dt*lambda/2 = 0 for some eigenvalue (the map is singular there)")
         a_bar = (1.0 + dt_A * Lambda / 2.0) / denom_A  # (..., N)
         gamma = dt_B / denom_B  # (..., N)
@@ -168,7 +178,7 @@ def check_gaps(method: str, tau: torch.Tensor | None) -> None:
                 f"integration_timesteps: method {method!r} needs the per-event gaps, shape (L,) or (B, L)"
             )
         return
-    if method in _ZERO_GAP_DROPS_INPUT and bool((tau == 0).any()):
+    if method in _ZERO_GAP_DROPS_INPUT and validating() and bool((tau == 0).any()):
         raise ValueError(
             f"integration_timesteps: a zero gap with method {method!r} makes B_bar = 0 and silently "
             "drops that event's input; use 'async' or 'dirac' for simultaneous events"
@@ -179,10 +189,9 @@ def _check_timesteps(integration_timesteps, method: str, dtype, device, aligned:
     if integration_timesteps is None:
         check_gaps(method, None)
         return None
-    tau = nonnegative(real_like(integration_timesteps, "integration_timesteps", dtype, device), "integration_timesteps")
+    tau = real_like(integration_timesteps, "integration_timesteps", dtype, device)  # values: by the caller
     if not aligned and (tau.ndim not in (1, 2) or tau.shape[-1] == 0):
         raise ValueError(f"integration_timesteps: expected shape (L,) or (B, L) with L >= 1, got {tuple(tau.shape)}")
-    check_gaps(method, tau)
     return tau
 
 
@@ -223,7 +232,9 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
         )
     if (B.shape[-1] if vector_B else B.shape[-2]) != Lambda.shape[-1]:
         raise ValueError(f"B: its state axis must have N = {Lambda.shape[-1]} entries, got shape {tuple(B.shape)}")
-    dt = positive(real_like(dt, "dt", dtype, Lambda.device), "dt")
+    if dtype == torch.complex32:
+        no_half(dtype, "discretize_diagonal with complex eigenvalues or inputs")
+    dt = real_like(dt, "dt", dtype, Lambda.device)
     if dt.ndim in (0, Lambda.ndim - 1):  # a scalar, or one step per system
         dt = dt[..., None]
     elif dt.ndim != Lambda.ndim:
@@ -236,15 +247,32 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
     if tau is not None and aligned_timesteps:
         systems = broadcast({"Lambda": Lambda.shape[:-1], "dt": dt.shape[:-1]}, "discretize_diagonal")
         broadcast({"integration_timesteps": tau.shape, "systems": systems}, "discretize_diagonal")
-
+    values_ok({"Lambda": Lambda, "B": B}, {"dt": dt}, {"integration_timesteps": tau})  # while fast.validation is on
+    check_gaps(method, tau)
     if method in _CUSTOM:
         return _CUSTOM[method](Lambda, B, dt, integration_timesteps=tau)
+    if tau is not None and not aligned_timesteps:
+        tau = tau.reshape(tau.shape + (1,) * (Lambda.ndim - 1))  # (L, 1..) or (B, L, 1..): one gap per system
+    return diagonal_rule(method, Lambda, B, dt, tau, vector_B=vector_B)
 
+
+def diagonal_rule(method: str, Lambda, B, dt, tau=None, *, vector_B: bool = True):
+    """``(A_bar, B_bar)`` of ``discretize_diagonal`` on tensors whose shapes it has checked, without value
+    checks: what the models call on the steps they compute themselves (a softplus step that underflowed to
+    exactly 0 is a valid step there: A_bar = 1, and B_bar = 0 under zoh, bilinear and mamba).
+
+    ``Lambda (..., N)``, ``B (..., N)`` (``vector_B``) or ``(..., N, H)``, ``dt`` with a state axis (``(..., 1)``
+    or ``(..., N)``), ``tau`` one gap per system broadcast against the system axes ``(...)`` or None. Half-precision
+    real tensors are computed in float32 and the results cast back."""
+    half = Lambda.dtype if Lambda.dtype in HALF else None
+    if half is not None:
+        Lambda, B, dt = Lambda.float(), B.float(), dt.float()
+        tau = None if tau is None else tau.float()
+    if method in _CUSTOM:
+        A_bar, B_bar = _CUSTOM[method](Lambda, B, dt, integration_timesteps=tau)
+        return (A_bar, B_bar) if half is None else (A_bar.to(half), B_bar.to(half))
     if tau is not None:
-        if aligned_timesteps:
-            tau = tau[..., None]  # (..., 1): one gap per system, shared by its states
-        else:
-            tau = tau.reshape(tau.shape + (1,) * Lambda.ndim)  # (L, 1.., 1) or (B, L, 1.., 1)
+        tau = tau[..., None]  # (..., 1): one gap per system, shared by its states
     dt_A, dt_B = rule_steps(method, dt, tau)  # (L, ..., N) or (B, L, ..., N) with gaps
     a_bar, gamma = _diagonal_rule(method, Lambda, dt_A, dt_B)  # (..., N)
     gamma = gamma.expand(broadcast({"gamma": gamma.shape, "A_bar": a_bar.shape}, "discretize_diagonal"))
@@ -254,7 +282,7 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
     else:
         broadcast({"B": B.shape[:-1], "A_bar": gamma.shape}, "discretize_diagonal")
         B_bar = gamma[..., None] * B  # (..., N, H)
-    return a_bar, B_bar
+    return (a_bar, B_bar) if half is None else (a_bar.to(half), B_bar.to(half))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,8 +325,11 @@ def _discretize_dense(A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor, method
         return E[:N, :N], E[:N, N:]
     if method == "bilinear":
         left = eye - dtA / 2.0  # (N, N)
-        with torch.no_grad():
-            cond = float(torch.linalg.cond(left))
+        if validating():  # the singularity check reads a value (a host sync): with fast.validation on only
+            with torch.no_grad():
+                cond = float(torch.linalg.cond(left))
+        else:
+            cond = 0.0
         if not cond <= cond_limit(dtype):
             raise ValueError("bilinear: I - dt*A/2 is singular (an eigenvalue with dt*lambda = 2)")
         A_bar = torch.linalg.solve(left, eye + dtA / 2.0)  # (N, N)
@@ -340,7 +371,9 @@ def discretize(A, B, dt, method: str = "zoh", *, integration_timesteps=None):
     B2 = B[:, None] if vector_B else B  # (N, H)
     if B2.ndim != 2 or B2.shape[0] != N:
         raise ValueError(f"B: expected shape ({N}, H) or ({N},) to match A {tuple(A.shape)}, got {tuple(B.shape)}")
-    dt = positive(real_like(dt, "dt", dtype, A.device), "dt")
+    if dtype == torch.complex32:
+        no_half(dtype, "discretize with a complex matrix")
+    dt = real_like(dt, "dt", dtype, A.device)
     if dt.ndim != 0 and tuple(dt.shape) != (N,):
         raise ValueError(f"dt: expected a scalar or shape ({N},) (one per state), got {tuple(dt.shape)}")
     if method in TIME_VARYING_ONLY or integration_timesteps is not None:
@@ -348,7 +381,12 @@ def discretize(A, B, dt, method: str = "zoh", *, integration_timesteps=None):
             f"method: {method!r} with integration_timesteps is time-varying and needs a diagonal A "
             "(an (N,) array of eigenvalues); a dense A supports zoh, bilinear, dirac and mamba"
         )
+    values_ok({"A": A, "B": B}, {"dt": dt})  # while fast.validation is on
     if method in _CUSTOM:
         return _CUSTOM[method](A, B, dt, integration_timesteps=None)
-    A_bar, B_bar = _discretize_dense(A, B2, dt, method)
+    if dtype in HALF:  # a real half-precision system: the matrix functions in float32, the results cast back
+        A_bar, B_bar = _discretize_dense(A.float(), B2.float(), dt.float(), method)
+        A_bar, B_bar = A_bar.to(dtype), B_bar.to(dtype)
+    else:
+        A_bar, B_bar = _discretize_dense(A, B2, dt, method)
     return A_bar, (B_bar[:, 0] if vector_B else B_bar)

@@ -21,24 +21,19 @@ Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
 
 Algorithm. The reference discretizes the whole sequence at once, which holds a ``(B, L, D, N)`` tensor.
 Here the sequence is cut into chunks of T steps, and each chunk (a Python loop over chunks, never over
-steps) is run from the state h carried from the previous one, in one of two exact ways:
+steps) is run from the state h carried from the previous one:
 
-* the exponential rules (zoh, dirac, mamba, async: a_bar = exp(dt_A lambda)), whose product over steps is
-  the exponential of a sum: with s_t = sum_{k<=t} dt_A[k] (a cumulative sum over the chunk) and
-  E_t = exp(lambda s_t),
+* the chunk's systems ``P = A_bar`` and ``X = B_bar u``, ``(B, T, D, N)``: the exponential rules (zoh, dirac,
+  mamba, async) written out, a_bar = exp(dt_A lambda), B_bar = gain B (``rule_steps``, ``input_gain``); the
+  others (bilinear, registered rules) through ``fast.discretization.diagonal_rule``, the rules of
+  ``fast.discretize_diagonal``;
+* h folded into the first step, X_0 <- X_0 + P_0 h, and the scan x_t = P_t x_{t-1} + X_t in place, in the
+  order of Blelloch's work-efficient scan (``_blelloch_``: about 2 T element updates on strided views).
+  Products and sums only: no division by running decays, so the result is exact to rounding for any decay
+  range, and no path is chosen from the values (no host synchronization, nothing for torch.compile to
+  break on).
 
-      x_t = E_t (h + sum_{j<=t} B_bar_j u_j / E_j),
-
-  one exponential, one prefix sum (a batched product with a lower-triangular matrix of ones) and a few
-  products. This divides by running decays, which is safe only while they stay inside the range of the
-  type, so it is used when the chunk's decay range max |lambda| s_{T-1} is at most ``_REACH`` (24 in
-  float32, 128 in float64), where the rounding of the exponent costs at most about 1e-5 (float32, chunks
-  of 8 steps; the tests put chunks at the limit);
-* otherwise, and for bilinear and registered rules: ``fast.discretize_diagonal`` (the same call and the
-  same rules as the reference) gives the chunk's ``(B, T, D, N)`` systems, and ``fast.linear_scan`` (a
-  log-depth doubling scan, products and sums only) runs them.
-
-Either way the states are contracted with C to ``(B, T, D)`` at once and the last state goes to the next
+The states are contracted with C to ``(B, T, D)`` at once and the last state goes to the next
 chunk; the skip term and the gate act on the whole ``(B, L, D)`` output afterwards.
 
 Memory. Forward: O(B L D + B T D N) -- the largest tensors are the ``(B, L, D)`` inputs and output and a
@@ -47,15 +42,16 @@ few ``(B, T, D, N)`` tensors of the chunk being computed (tested in
 one ``torch.autograd.Function`` (``_RecomputedChunk``, activation checkpointing): its forward runs without
 building a graph and keeps only the chunk's inputs (views of the full tensors) and the state entering it,
 ``(B, D, N)`` per chunk, i.e. O(B L D + B (L/T) D N) in all; its backward recomputes the chunk's
-``(B, T, D, N)`` intermediates with autograd on and differentiates them. The price is one more forward
-pass of the scan during backward. Plain autograd would keep every doubling round of every chunk,
-O(B L D N log T). (``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
+``(B, T, D, N)`` systems with autograd on, runs the scan's adjoint by hand (the same in-place scan on the
+reversed steps) and lets autograd carry the result back through the discretization. The price is one more
+forward pass of the scan during backward. Plain autograd would keep every round of every chunk's scan.
+Under torch.compile the chunks are recorded by plain autograd (the compiler does not trace the Function). (``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
 it records a graph of small nodes per chunk during the forward; on the CPU these fragmented the heap so
 that the process grew to ~3 GB at L = 20,000, D = 128, N = 16, against ~0.4 GB with this Function.) The
 Function is differentiable once (no double backward).
 
 Differences from the reference: tensors keep their precision (float32 or float64, shared by all
-arguments; ``integration_timesteps`` may also be a NumPy array or a list, converted to it); the result is
+arguments; float16 and bfloat16 run in float32, as mamba_ssm's scan does, and the results are cast back; ``integration_timesteps`` may also be a NumPy array or a list, converted to it); the result is
 differentiable in every tensor argument; the rounding order of the scan differs (parallel within a chunk).
 """
 
@@ -68,25 +64,24 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from fast._checks import (
+    HALF,
     common_dtype,
-    finite,
-    nonnegative,
-    positive,
     positive_int,
     real_like,
     records_grad,
     resolve_backend,
     tensor,
+    upcast,
+    values_ok,
 )
 from fast.discretization import (
     DISCRETIZATIONS,
     EXPONENTIAL_RULES,
     check_gaps,
-    discretize_diagonal,
+    diagonal_rule,
     input_gain,
     rule_steps,
 )
-from fast.scan import linear_scan
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -97,12 +92,10 @@ __all__ = [
 ]
 
 #: Steps per chunk when ``chunk_size`` is None, by the size of one step (B * D * N states). Measured on the 2-core
-#: CPU, float32 forward (before the contraction by vecdot, which took ~50 ms off): Mamba at B=8, L=1024,
-#: d_model=128, N=16 (32768 states a step): T=8 0.27 s, T=16 0.29 s
-#: (when no chunk falls back; at Mamba's initialization a chunk of 16 steps reaches |lambda| sum dt ~ 28, beyond
-#: the float32 limit of the cumulative path, and the doubling fallback takes 0.55 s), T=32 1.0 s; at B=1,
-#: L=20,000, d_model=64 (2048 states a step), where the per-chunk Python overhead dominates: T=8 1.19 s, T=32
-#: 1.11 s, T=64 0.72 s (the doubling scan).
+#: CPU (one thread, loaded; float32 forward of the in-place scan, min of 4): B=8, L=512, D=256, N=16 (32768 states a
+#: step): T=8 0.11-0.12 s, T=16 0.11-0.15 s, T=32 0.10-0.15 s (the earlier cumulative-sum path: 0.12 s); B=1,
+#: L=8192, D=128, N=16 (2048 states a step), where the per-chunk Python overhead dominates: T=8 0.37-0.55 s,
+#: T=32 0.19-0.25 s, T=64 0.15-0.21 s.
 DEFAULT_CHUNK_SIZE = 8
 SMALL_STEP_CHUNK_SIZE = 64
 SMALL_STEP = 8192
@@ -113,34 +106,11 @@ def default_chunk_size(states_per_step: int) -> int:
     return SMALL_STEP_CHUNK_SIZE if states_per_step < SMALL_STEP else DEFAULT_CHUNK_SIZE
 
 
-#: The largest decay range |lambda| * (sum of the steps) of a chunk run by cumulative sums, per precision: exp of
-#: it stays far inside the range of the type, and its rounding (about range x chunk size ulps of the exponent in the
-#: worst case) inside the tolerance table. A wider chunk runs the doubling scan.
-_REACH = {torch.float32: 24.0, torch.float64: 128.0}
-
-
 def _check(name: str, x, shape: tuple, labels: str) -> torch.Tensor:
     x = tensor(x, name, complex_ok=False)
     if tuple(x.shape) != shape:
         raise ValueError(f"{name}: expected shape {shape} {labels}, got {tuple(x.shape)}")
     return x
-
-
-def _check_values(finite_args: dict, dt: torch.Tensor, tau: torch.Tensor | None) -> None:
-    """Every tensor finite, dt > 0, gaps >= 0: one reduction and one host sync for all of them (a sync is
-    also where torch.compile breaks the graph); the per-argument checks name the culprit on failure."""
-    # A sum is finite only if every term is (an inf or a NaN propagates), so finite sums clear the tensors in
-    # one pass each; a sum that overflows from finite terms only sends them to the exact checks below.
-    flags = [torch.isfinite(x.sum()) for x in finite_args.values()] + [dt.min() > 0]  # () booleans
-    if tau is not None:
-        flags.append(tau.min() >= 0)
-    if bool(torch.stack(flags).all()):
-        return
-    for name, x in finite_args.items():
-        finite(x, name)
-    positive(dt, "dt")
-    if tau is not None:
-        nonnegative(tau, "integration_timesteps")
 
 
 def _check_gaps(integration_timesteps, Bsz: int, L: int, dtype, device):
@@ -157,124 +127,156 @@ def _check_gaps(integration_timesteps, Bsz: int, L: int, dtype, device):
     return tau
 
 
-def _chunk(u, dt, A, B, C, tau, h, method: str, cumulative: bool, buffers=None):
-    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))``, by
-    cumulative sums (an exponential rule whose chunk ``fits_cumulative``) or by the doubling scan (module
-    docstring, Algorithm). ``buffers``: see ``_cumulative_chunk``."""
-    if cumulative:
+def _chunk(u, dt, A, B, C, tau, h, method: str, buffers=None):
+    """One chunk of T steps from the state ``h (B, D, N)``: ``(C x (B, T, D), last state (B, D, N))`` (module
+    docstring, Algorithm). ``buffers``: see ``_Buffers``; used only when autograd records nothing."""
+    recording = records_grad(u, dt, A, B, C, tau, h)
+    P, X = _systems(u, dt, A, B, tau, method, None if recording else buffers)  # (B, T, D, N) each
+    if recording:
+        X = torch.cat([torch.addcmul(X[:, :1], P[:, :1], h[:, None]), X[:, 1:]], dim=1)  # fold h into step 0
+        x = _pair_scan(P, X)  # (B, T, D, N)
+    else:
+        X[:, 0].addcmul_(P[:, 0], h)  # fold h into step 0
+        x = _blelloch_(P, X)  # (B, T, D, N): X itself, scanned in place
+    y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D)
+    # a copy: the view x[:, -1] would keep the chunk's whole x (B, T, D, N) (or a buffer) alive with the state
+    return y, x[:, -1].clone()
+
+
+def _systems(u, dt, A, B, tau, method: str, buffers=None):
+    """``(P, X)``: the chunk's decays A_bar and inputs B_bar u, ``(B, T, D, N)`` each. The exponential rules are
+    written out (A_bar = exp(dt_A A), B_bar = gain B: ``fast.discretization.rule_steps`` / ``input_gain``),
+    into ``buffers`` when given; the others (bilinear, registered rules) go through
+    ``fast.discretization.diagonal_rule``, the code of ``discretize_diagonal`` without its value checks."""
+    Bsz, T, Dch = u.shape
+    N = A.shape[-1]
+    if method in EXPONENTIAL_RULES:
         dt_A, dt_B = rule_steps(method, dt, None if tau is None else tau[:, :, None])  # (B, T, D) each
-        return _cumulative_chunk(u, dt_A.cumsum(1), dt_B, A, B, C, h, method, buffers)
-    A_bar, B_bar = discretize_diagonal(
+        gain = input_gain(method, A, dt_B[..., None])  # (B, T, D, N) zoh/async, (B, T, D, 1) mamba, () dirac
+        if buffers is not None and buffers.P.shape == (Bsz, T, Dch, N):
+            P = torch.mul(dt_A[..., None], A, out=buffers.P).exp_()  # (B, T, D, N)
+            X = torch.mul(gain * u[..., None], B[:, :, None, :], out=buffers.X)  # (B, T, D, N)
+            return P, X
+        return torch.exp(dt_A[..., None] * A), (gain * u[..., None]) * B[:, :, None, :]
+    P, B_bar = diagonal_rule(
+        method,
         A[None, None],  # (1, 1, D, N)
         B[:, :, None, :],  # (B, T, 1, N)
-        dt,  # (B, T, D): one step per (token, channel) system
-        method,
-        integration_timesteps=None if tau is None else tau[:, :, None],  # (B, T, 1)
-        aligned_timesteps=True,
-    )  # A_bar, B_bar: (B, T, D, N)
-    Bu = B_bar * u[..., None]  # (B, T, D, N)
-    x, h_last = linear_scan(A_bar, Bu, h, backend="torch", chunk_size=max(u.shape[1], 2))  # (B, T, D, N), (B, D, N)
-    y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D)
-    # a copy: the view h_last would keep the chunk's whole x (B, T, D, N) alive with the carried state
-    return y, h_last.clone()
+        dt[..., None],  # (B, T, D, 1): one step per (token, channel) system
+        None if tau is None else tau[:, :, None],  # (B, T, 1): one gap per token
+    )  # (B, T, D, N) each (a registered rule may return a broadcastable A_bar)
+    X = B_bar * u[..., None]  # (B, T, D, N)
+    return P.expand(X.shape).clone() if P.shape != X.shape else P, X
+
+
+def _blelloch_(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """The inclusive scan x_t = P_t x_{t-1} + X_t over axis 1 of ``(B, T, ...)``, in place on ``X`` (and ``P``,
+    which it overwrites with partial products), in the order of Blelloch's work-efficient scan ("Prefix sums and
+    their applications", 1990, §1.3): the up-sweep combines element t = 2dm + 2d - 1 with t - d for
+    d = 1, 2, 4, ... (X_t then holds the state reached over the 2d steps ending at t from zero, P_t their decay),
+    the down-sweep completes t = 2dm + 3d - 1 from the complete t - d for d = ..., 2, 1. Each round reads and
+    writes disjoint elements of strided views, so it is one in-place operation; about 2 T element updates in
+    all, products and sums only (exact for any decay range). Any T >= 1."""
+    T = X.shape[1]
+    d = 1
+    while 2 * d <= T:  # up-sweep
+        t, src = slice(2 * d - 1, T, 2 * d), slice(d - 1, T - d, 2 * d)
+        X[:, t].addcmul_(P[:, t], X[:, src])
+        if 4 * d <= T:  # the decays of the last level are never read
+            P[:, t].mul_(P[:, src])
+        d *= 2
+    d //= 2
+    while d >= 1:  # down-sweep
+        t, src = slice(3 * d - 1, T, 2 * d), slice(2 * d - 1, T - d, 2 * d)
+        X[:, t].addcmul_(P[:, t], X[:, src])
+        d //= 2
+    return X
+
+
+def _pair_scan(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """The scan of ``_blelloch_`` without in-place updates (for autograd): the pairs (2m, 2m+1) combined into one
+    step, the half-length scan solved recursively (the odd states), the even states completed from them."""
+    T = X.shape[1]
+    if T == 1:
+        return X
+    m = T // 2
+    P_e, P_o, X_e, X_o = P[:, 0 : 2 * m : 2], P[:, 1 : 2 * m : 2], X[:, 0 : 2 * m : 2], X[:, 1 : 2 * m : 2]
+    x_o = _pair_scan(P_o * P_e, torch.addcmul(X_o, P_o, X_e))  # (B, m, ...): the states at t = 1, 3, ...
+    x_e = torch.cat([X_e[:, :1], torch.addcmul(X_e[:, 1:], P_e[:, 1:], x_o[:, :-1])], dim=1)  # t = 0, 2, ...
+    x = torch.stack([x_e, x_o], dim=2).flatten(1, 2)  # (B, 2m, ...): interleaved
+    if T > 2 * m:  # an odd length: the last step from the one before
+        x = torch.cat([x, torch.addcmul(X[:, -1:], P[:, -1:], x[:, -1:])], dim=1)
+    return x
 
 
 class _Buffers(NamedTuple):
-    """Storage for the ``(B, T, D, N)`` intermediates of ``_cumulative_chunk``, reused from chunk to chunk.
+    """Storage for a chunk's ``(B, T, D, N)`` decays and states when autograd records nothing, reused from
+    chunk to chunk: fresh megabyte-sized tensors in every chunk cost more than the arithmetic on this CPU (the
+    allocator hands back new pages, and their first touch made each elementwise operation of a chunk of B=8,
+    T=8, D=256, N=16 about 10x slower than on reused memory: 3.1 ms a chunk against 0.6 ms)."""
 
-    Fresh megabyte-sized tensors in every chunk cost more than the arithmetic on this CPU: the allocator
-    hands back new pages, and their first touch (page faults) made each elementwise operation of a chunk of
-    B=8, T=8, D=256, N=16 about 10x slower than on reused memory (measured: 3.1 ms a chunk against 0.6 ms
-    for its operations on warm buffers)."""
-
-    E: torch.Tensor  # (B, T, D, N)
-    w: torch.Tensor  # (B, T, D, N)
-    S: torch.Tensor  # (B, T, D * N)
+    P: torch.Tensor  # (B, T, D, N)
+    X: torch.Tensor  # (B, T, D, N)
 
     @staticmethod
     def like(u: torch.Tensor, N: int) -> _Buffers:
         Bsz, T, Dch = u.shape
         new = lambda *shape: torch.empty(*shape, dtype=u.dtype, device=u.device)  # noqa: E731
-        return _Buffers(new(Bsz, T, Dch, N), new(Bsz, T, Dch, N), new(Bsz, T, Dch * N))
-
-
-def _cumulative_chunk(u, s, dt_B, A, B, C, h, method: str, buffers: _Buffers | None = None):
-    """A chunk of an exponential rule from the cumulative step sums ``s (B, T, D)``: with
-    E_t = exp(A s_t) = a_bar_0 ... a_bar_t (the decay since the chunk's start),
-
-        x_t = E_t (h + sum_{j<=t} B_bar_j u_j / E_j),
-
-    one exponential, one cumulative sum and a few products over ``(B, T, D, N)``. The caller bounds
-    |A| s_{T-1} by ``_REACH``, so E_t and 1 / E_j stay far from overflow and underflow, and the quotient
-    E_t / E_j = exp(A (s_t - s_j)) is accurate to about |A s| ulps of the exponent.
-
-    ``buffers`` (``_Buffers`` of this chunk's shape, or None): where the intermediates are written when
-    autograd records nothing (the same operations, in place); the results never alias them."""
-    Bsz, T, Dch = u.shape
-    N = A.shape[-1]
-    gain = input_gain(method, A, dt_B[..., None])  # (B, T, D, N) zoh/async, (B, T, D, 1) mamba, () dirac
-    ones = torch.ones(T, T, dtype=u.dtype, device=u.device).tril().expand(Bsz, T, T)  # (B, T, T): t >= j
-    h_flat = h.reshape(Bsz, 1, Dch * N)  # (B, 1, D*N)
-    recording = records_grad(u, s, dt_B, A, B, C, h)
-    if buffers is not None and buffers.E.shape == (Bsz, T, Dch, N) and not recording:
-        E = torch.mul(s[..., None], A, out=buffers.E).exp_()  # (B, T, D, N)
-        w = torch.mul(gain * u[..., None], B[:, :, None, :], out=buffers.w).div_(E)  # (B, T, D, N)
-        S = torch.baddbmm(h_flat, ones, w.view(Bsz, T, Dch * N), out=buffers.S)  # (B, T, D*N)
-        x = S.view(Bsz, T, Dch, N).mul_(E)  # (B, T, D, N)
-        y = torch.mul(x, C[:, :, None, :], out=buffers.w).sum(-1)  # (B, T, D): w is free again
-    else:
-        E = torch.exp(s[..., None] * A)  # (B, T, D, N)
-        w = (gain * u[..., None]) * B[:, :, None, :] / E  # (B, T, D, N): B_bar_j u_j / E_j
-        # h + sum_{j<=t} w_j as one batched product (torch's cumsum along a middle axis is several times slower)
-        S = torch.baddbmm(h_flat, ones, w.reshape(Bsz, T, Dch * N))  # (B, T, D*N)
-        x = E * S.reshape(Bsz, T, Dch, N)  # (B, T, D, N)
-        y = torch.linalg.vecdot(x, C[:, :, None, :])  # (B, T, D): faster than einsum's batched matrix-vector product
-    return y, x[:, -1].clone()
-
-
-def fits_cumulative(dt, tau, lam_max, method: str, T: int) -> list[bool]:
-    """For each chunk of ``T`` steps, whether it can run by cumulative sums (an exponential rule whose decay
-    range max |lambda| sum_k dt_A[k] over the chunk is at most ``_REACH`` of the precision); every chunk at
-    once, with one host sync. ``dt (B, L, D)``, ``tau (B, L)`` or None, ``lam_max (D,)`` the largest |lambda|
-    of each channel."""
-    Bsz, L, Dch = dt.shape
-    chunks = -(-L // T)
-    if method not in EXPONENTIAL_RULES:
-        return [False] * chunks
-    dt_A, _ = rule_steps(method, dt.detach(), None if tau is None else tau.detach()[:, :, None])  # (B, L, D)
-    dt_A = F.pad(dt_A, (0, 0, 0, chunks * T - L))  # (B, chunks * T, D): the short last chunk padded with zeros
-    sums = dt_A.reshape(Bsz, chunks, T, Dch).sum(2)  # (B, chunks, D)
-    ranges = (sums.amax(0) * lam_max).amax(-1)  # (chunks,)
-    return (ranges <= _REACH[dt.dtype]).tolist()
+        return _Buffers(new(Bsz, T, Dch, N), new(Bsz, T, Dch, N))
 
 
 class _RecomputedChunk(torch.autograd.Function):
     """``_chunk`` with its intermediates recomputed in backward (module docstring, Memory)."""
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C, tau, h, method, cumulative, buffers):
-        ctx.method, ctx.cumulative = method, cumulative
+    def forward(ctx, u, dt, A, B, C, tau, h, method, buffers):
+        ctx.method = method
         ctx.save_for_backward(u, dt, A, B, C, tau, h)
         with torch.no_grad():
-            return _chunk(u, dt, A, B, C, tau, h, method, cumulative, buffers)
+            return _chunk(u, dt, A, B, C, tau, h, method, buffers)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_h):
-        saved = ctx.saved_tensors  # u, dt, A, B, C, tau (or None), h
-        wanted = [need and x is not None for need, x in zip(ctx.needs_input_grad, saved)]
+        """The chunk's systems (P, X) recomputed with autograd, the scan's adjoint by hand: with g the gradient
+        reaching the states, G_t = g_t + P_{t+1} G_{t+1} (the same in-place scan on the reversed steps), and
+        dL/dX_t = G_t, dL/dP_t = G_t x_{t-1} (x_{-1} = h), dL/dh = P_0 G_0; autograd carries dP and dX back to
+        u, dt, A, B and the gaps through the discretization only (no graph of the scan's rounds)."""
+        u, dt, A, B, C, tau, h = ctx.saved_tensors
+        need = dict(zip(("u", "dt", "A", "B", "C", "tau", "h"), ctx.needs_input_grad))
+        named = {"u": u, "dt": dt, "A": A, "B": B, "tau": tau}
         with torch.enable_grad():
-            inputs = [None if x is None else x.detach().requires_grad_(w) for x, w in zip(saved, wanted)]
-            y, h_last = _chunk(*inputs, ctx.method, ctx.cumulative)  # recomputed: (B, T, D), (B, D, N)
-            targets = [x for x, w in zip(inputs, wanted) if w]
-            grads = iter(torch.autograd.grad((y, h_last), targets, (grad_y, grad_h), allow_unused=True))
-        return (*(next(grads) if w else None for w in wanted), None, None, None)
+            leaves = {k: x.detach().requires_grad_(need[k]) for k, x in named.items() if x is not None}
+            P, X = _systems(leaves["u"], leaves["dt"], leaves["A"], leaves["B"], leaves.get("tau"), ctx.method)
+        with torch.no_grad():
+            P0 = P.detach()
+            X_h = X.detach().clone()
+            X_h[:, 0].addcmul_(P0[:, 0], h)  # h folded into step 0
+            x = _blelloch_(P0.clone(), X_h)  # (B, T, D, N): the chunk's states
+            g = grad_y[..., None] * C[:, :, None, :]  # (B, T, D, N): the gradient reaching the states from y
+            g[:, -1] += grad_h
+            P_rev = torch.ones_like(P0)  # (B, T, D, N): P_rev[k] = P[T - k] for k >= 1 (P_rev[0] is not read)
+            P_rev[:, 1:] = P0[:, 1:].flip(1)
+            G = _blelloch_(P_rev, g.flip(1).contiguous()).flip(1)  # (B, T, D, N)
+            x_prev = torch.cat([h[:, None], x[:, :-1]], dim=1)  # (B, T, D, N)
+            grad_P = G * x_prev
+            grad_C = torch.einsum("btd,btdn->btn", grad_y, x) if need["C"] else None  # (B, T, N)
+            grad_h0 = P0[:, 0] * G[:, 0] if need["h"] else None  # (B, D, N)
+        outputs = [(t, gt) for t, gt in ((P, grad_P), (X, G)) if t.requires_grad]
+        targets = [k for k, x in leaves.items() if x.requires_grad]
+        grads = dict.fromkeys(named)
+        if outputs and targets:
+            found = torch.autograd.grad(
+                [t for t, _ in outputs], [leaves[k] for k in targets], [gt for _, gt in outputs], allow_unused=True
+            )
+            grads.update(zip(targets, found))
+        return grads["u"], grads["dt"], grads["A"], grads["B"], grad_C, grads["tau"], grad_h0, None, None
 
 
-def _differentiable_chunk(u, dt, A, B, C, tau, h, method, cumulative, buffers=None):
+def _differentiable_chunk(u, dt, A, B, C, tau, h, method, buffers=None):
     """One chunk when gradients are needed: ``_chunk`` through ``_RecomputedChunk`` (the forward may use the
     buffers; the backward's recomputation records a graph and allocates its own)."""
-    return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method, cumulative, buffers)
+    return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method, buffers)
 
 
 class SelectiveScanArgs(NamedTuple):
@@ -293,15 +295,17 @@ class SelectiveScanArgs(NamedTuple):
 
 
 def check_selective_scan_args(
-    u, dt, A, B, C, D, z, method, integration_timesteps, initial_state
+    u, dt, A, B, C, D, z, method, integration_timesteps, initial_state, *, values: bool = True
 ) -> SelectiveScanArgs:
     """Check the arguments of ``selective_scan``: shapes, one precision and one device, a known method, gaps
     of shape ``(L,)`` or ``(B, L)`` (returned as ``(B, L)``), finite values, dt > 0, gaps >= 0, gaps present
     and nonzero where the rule needs them (``fast.discretization.check_gaps``). A ``ValueError`` names the
-    argument and what was expected."""
+    argument and what was expected. The value checks run while ``fast.validation`` is on; ``values=False``
+    skips those of the tensors (not of the gaps) for a caller that computed them (Mamba: a softplus step that
+    underflowed to 0 is a valid step there)."""
     u = tensor(u, "u", complex_ok=False)
-    if u.ndim != 3 or u.shape[1] == 0 or u.shape[2] == 0:
-        raise ValueError(f"u: expected shape (B, L, D) with L >= 1, got {tuple(u.shape)}")
+    if u.ndim != 3 or 0 in u.shape:
+        raise ValueError(f"u: expected shape (B, L, D) with B, L, D >= 1, got {tuple(u.shape)}")
     Bsz, L, Dch = u.shape
     A = tensor(A, "A", complex_ok=False)
     if A.ndim != 2 or A.shape[0] != Dch or A.shape[1] == 0:
@@ -323,7 +327,10 @@ def check_selective_scan_args(
     tau = _check_gaps(integration_timesteps, Bsz, L, dtype, u.device)  # (B, L) or None
     if tau is not None and tau.device != u.device:
         raise ValueError(f"integration_timesteps: device {tau.device} does not match u's {u.device}")
-    _check_values({k: v for k, v in named.items() if v is not None}, dt, tau)
+    if values:
+        values_ok({k: v for k, v in named.items() if k != "dt"}, {"dt": dt}, {"integration_timesteps": tau})
+    else:
+        values_ok({}, None, {"integration_timesteps": tau})
     check_gaps(method, tau)  # async needs gaps; a zero gap would drop an input under zoh, bilinear, mamba
     return SelectiveScanArgs(u, dt, A, B, C, D, z, h, tau, dtype)
 
@@ -378,6 +385,18 @@ def selective_scan(
         ``y (B, L, D)``, or ``(y, state (B, D, N))`` when ``return_state``; in the precision of the inputs.
     """
     args = check_selective_scan_args(u, dt, A, B, C, D, z, method, integration_timesteps, initial_state)
+    return run(args, method, return_state=return_state, backend=backend, chunk_size=chunk_size)
+
+
+def run(args: SelectiveScanArgs, method: str, *, return_state=False, backend="auto", chunk_size: int | None = None):
+    """``selective_scan`` on arguments checked by ``check_selective_scan_args``. Half-precision (float16,
+    bfloat16) arguments run in float32, as mamba_ssm's scan does (it upcasts u, delta, A, B, C and keeps the
+    state in float32); ``y`` and the state are cast back to the arguments' dtype."""
+    if args.dtype in HALF:
+        half = args.dtype
+        args = SelectiveScanArgs(*(upcast(x) for x in args[:-1]), torch.float32)
+        out = run(args, method, return_state=return_state, backend=backend, chunk_size=chunk_size)
+        return (out[0].to(half), out[1].to(half)) if return_state else out.to(half)
     u, dt, A, B, C, D, z, h, tau, dtype = args
     Bsz, L, Dch = u.shape
     N = A.shape[1]
@@ -390,17 +409,19 @@ def selective_scan(
         h = torch.zeros(Bsz, Dch, N, dtype=dtype, device=u.device)  # (B, D, N)
 
     # Recompute each chunk in backward only when autograd would otherwise keep its (B, T, D, N) intermediates.
+    # Under torch.compile plain autograd records the chunks (the Function's backward calls autograd.grad, which
+    # the compiler does not trace), and no buffers are reused.
     inputs = (u, dt, A, B, C, h) + (() if tau is None else (tau,))
-    keep_bounded = records_grad(*inputs)
+    compiling = torch.compiler.is_compiling()
+    keep_bounded = records_grad(*inputs) and not compiling
     # torch.split (not slicing in the loop): its backward assembles the chunks' gradients in one pass,
     # where each slice's backward would write a full-length tensor (O(L^2 / T) work).
     pieces = [x.split(T, dim=1) for x in (u, dt, B, C)]  # each: chunks of (B, T, ...)
     tau_pieces = [None] * len(pieces[0]) if tau is None else tau.split(T, dim=1)
-    paths = fits_cumulative(dt, tau, A.detach().abs().amax(-1), method, T)  # per chunk: cumulative or doubling
-    buffers = _Buffers.like(pieces[0][0], N) if any(paths) else None  # the first chunk is a full one
+    buffers = None if compiling else _Buffers.like(pieces[0][0], N)  # the first chunk is a full one
     ys = []
-    for u_c, dt_c, B_c, C_c, tau_c, cumulative in zip(*pieces, tau_pieces, paths):
-        chunk_args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method, cumulative, buffers)
+    for u_c, dt_c, B_c, C_c, tau_c in zip(*pieces, tau_pieces):
+        chunk_args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method, buffers)
         if keep_bounded:
             y_c, h = _differentiable_chunk(*chunk_args)  # (B, T, D), (B, D, N)
         else:

@@ -6,6 +6,8 @@ the argument and what was expected, never a NumPy broadcasting traceback or a si
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 
@@ -26,6 +28,16 @@ def as_array(x, name: str, *, complex_ok: bool = True) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return arr
+
+
+def finite_params(params) -> None:
+    """Every array field of a model's parameter dataclass is finite: a ``ValueError`` names
+    ``params.<field>`` (a NaN in a parameter that is only added at the end would otherwise reach the output
+    silently)."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            as_array(value, f"params.{f.name}")
 
 
 def positive(x, name: str) -> np.ndarray:

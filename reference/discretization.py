@@ -154,7 +154,9 @@ def _check_timesteps(integration_timesteps, method: str, aligned: bool = False) 
     return tau
 
 
-def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_timesteps=None, aligned_timesteps=False):
+def discretize_diagonal(
+    Lambda, B, dt, method: str = "zoh", *, integration_timesteps=None, aligned_timesteps=False, allow_zero_step=False
+):
     """Discretize many diagonal systems at once (one per channel, per head, ...).
 
     Args:
@@ -169,6 +171,8 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
             one gap per system, broadcast against the system axes ``(...)`` (for example
             ``(B, L, 1)`` against ``dt (B, L, D)``) and shared by the N states of each system.
             A registered custom rule receives it as given.
+        allow_zero_step: accept dt = 0 (a selective model's softplus step can underflow to 0): the limit of
+            every rule, a_bar = 1 with gamma = 0 (zoh, bilinear, mamba, async) or gamma = 1 (dirac).
 
     Returns:
         ``(A_bar, B_bar)``: ``A_bar`` has the broadcast shape of ``Lambda`` and ``dt``,
@@ -190,7 +194,7 @@ def discretize_diagonal(Lambda, B, dt, method: str = "zoh", *, integration_times
         )
     if (B.shape[-1] if vector_B else B.shape[-2]) != Lambda.shape[-1]:
         raise ValueError(f"B: its state axis must have N = {Lambda.shape[-1]} entries, got shape {B.shape}")
-    dt = positive(dt, "dt")
+    dt = nonnegative(dt, "dt") if allow_zero_step else positive(dt, "dt")
     if dt.ndim in (0, Lambda.ndim - 1):  # a scalar, or one step per system
         dt = dt[..., None]
     elif dt.ndim != Lambda.ndim:
@@ -275,6 +279,8 @@ def discretize(A, B, dt, method: str = "zoh", *, integration_timesteps=None):
     """
     method = _check_method(method)
     A = as_array(A, "A")
+    if A.ndim == 1 and A.shape[0] == 0:
+        raise ValueError("A: expected a square (N, N) matrix or an (N,) diagonal with N >= 1, got shape (0,)")
     if A.ndim == 1:
         return discretize_diagonal(A, B, dt, method, integration_timesteps=integration_timesteps)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:

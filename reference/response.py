@@ -139,8 +139,8 @@ class DiscreteSSM:
         For a real-part readout the response of Re(g_l) is (G(w) + conj(G(-w))) / 2.
         """
         w = as_array(w, "w", complex_ok=False)
-        if w.ndim != 1:
-            raise ValueError(f"w: expected a 1-D array of frequencies, got shape {w.shape}")
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(f"w: expected a 1-D array of at least one frequency, got shape {w.shape}")
         z = np.exp(1j * w)  # (W,)
         G = self._transfer(z)  # (W, H_out, H_in)
         scale = READOUTS[self.readout]

@@ -73,7 +73,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from reference._checks import as_array, positive_int
+from reference._checks import as_array, finite_params, positive_int
 from reference.init import softplus
 from reference.models.ltv._base import (
     LTVModel,
@@ -237,6 +237,7 @@ class RGLRU(LTVModel):
         ``RGLRU.forward``). ``segment_pos`` ``(B, L)`` or ``(L,)``; None means one document starting at
         t = 0 (or, with ``initial_state (B, D)``, a continuation without reset). Returns ``y (B, L, D)``, or
         ``(y, h_last (B, D))`` when ``return_state``."""
+        finite_params(self.params)
         x = as_array(x, "x", complex_ok=False)
         if x.ndim != 3 or x.shape[2] != self.lru_width or x.shape[1] == 0:
             raise ValueError(f"x: expected shape (B, L, {self.lru_width}) with L >= 1, got {x.shape}")
@@ -288,6 +289,7 @@ class RGLRU(LTVModel):
         ``segment_pos``: ``(L,)`` or ``(B, L)`` positions in the document (0 = a document start); by default
         the state's position plus 0..L-1. Returns ``y``, or ``(y, RGLRUState)`` when ``return_state``.
         """
+        finite_params(self.params)
         u, unbatched = check_sequence(u, self.d_model)
         if unbatched and initial_state is not None:
             initial_state = tuple(np.asarray(s)[None] for s in initial_state)
@@ -356,6 +358,7 @@ class RGLRU(LTVModel):
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state`` an ``RGLRUState``, ``integration_timesteps (B,)`` gaps > 0.
         Returns ``(y_t (B, H), new RGLRUState)``."""
+        finite_params(self.params)
         u_t = check_step_input(u_t, self.d_model)
         Bsz = u_t.shape[0]
         state = self._check_state(state, Bsz, "state")

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference._checks import as_array, positive_int
+from reference._checks import as_array, finite_params, positive_int
 from reference.discretization import discretize_diagonal
 from reference.init import log_uniform, nplr_legs, softplus, softplus_inverse
 from reference.models.ltv._base import (
@@ -198,6 +198,7 @@ class S7(LTVModel):
             self.discretization,
             integration_timesteps=tau,  # (...) aligned with the token axes
             aligned_timesteps=True,
+            allow_zero_step=True,  # softplus can underflow to 0: a_bar = 1, the limit (reference/README.md §S7)
         )
 
     def initial_state(self, batch_size: int) -> np.ndarray:
@@ -215,6 +216,7 @@ class S7(LTVModel):
     def forward(self, u, *, integration_timesteps=None, initial_state=None, return_state=False):
         """Run the SSM on ``u (B, L, H)`` or ``(L, H)``; ``integration_timesteps`` ``(L,)`` or ``(B, L)``
         (required by "async"); ``initial_state (B, P_loc)``. Returns ``y``, or ``(y, state)``."""
+        finite_params(self.params)
         u, unbatched = check_sequence(u, self.d_model)
         if unbatched and initial_state is not None:
             initial_state = np.asarray(initial_state)[None]
@@ -255,6 +257,7 @@ class S7(LTVModel):
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state (B, P_loc)``, ``integration_timesteps (B,)``.
         Returns ``(y_t (B, H), state)``."""
+        finite_params(self.params)
         u_t = check_step_input(u_t, self.d_model)
         Bsz = u_t.shape[0]
         x = self._check_state(state, Bsz, "state")

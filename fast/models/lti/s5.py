@@ -15,6 +15,10 @@ with the full H x H kernel (a Vandermonde contraction) through the FFT. As lanes
 (``fast.models.lti._base``): P_s groups of one lane, P_in = B_bar, P_out = C_tilde. State: ``(B, P_s)``
 complex, the stored modes in parameter order (block-major).
 
+Irregular time (``integration_timesteps``, reference/README.md §S5): event k discretized with the step dt * tau_k,
+x_k = Lambda_bar_k x_{k-1} + gamma_k (B_tilde u_k), run through ``fast.ops.linear_scan`` (the torch chunked scan,
+or the Triton kernel with ``backend="triton"``), no loop over time.
+
 Bidirectional (``bidirectional=True``): a second, reversed-time pass over the same (Lambda_bar, B_bar)
 read by ``C_tilde_reverse``; not causal, so ``step``, states and responses refuse it, as in the
 reference.

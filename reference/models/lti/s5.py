@@ -17,6 +17,15 @@ Its kernel is a full H x H matrix per lag, K_l = 2 Re(C_tilde diag(Lambda_bar^l)
 which ``kernel`` computes as a Vandermonde product (S5 itself never forms it: the official code runs
 the associative scan, which is this model's default mode).
 
+Irregular time (the S5 paper's variable observation intervals; reference/README.md §S5): with the gaps
+``integration_timesteps`` tau, event k is discretized with its own step dt * tau_k,
+
+    x_k = Lambda_bar_k * x_{k-1} + B_bar_k u_k,    (Lambda_bar_k, B_bar_k) = rule(Lambda, B_tilde, dt * tau_k)
+
+in the "scan" and "recurrence" modes and in ``step`` (the "convolution" mode has one kernel for every step
+and refuses gaps). ``discretization="async"`` decays over dt * tau_k but injects one nominal step of input,
+B_bar = (exp(dt Lambda) - 1) / Lambda * B_tilde; without gaps (every gap 1) it is the zoh system.
+
 Glossary (code name -> symbol):
 
     Lambda_re, Lambda_im   Re and Im of Lambda, the stored continuous-time eigenvalues      (P_s,)
@@ -124,7 +133,7 @@ class S5(LTIModel):
     Args:
         d_model: H, input and output width.
         d_state: P, the full state size (``ssm_size_base`` in [S5-code]; default 256).
-        discretization: "zoh" (default), "bilinear" or "dirac".
+        discretization: "zoh" (default), "bilinear", "dirac", or "async" (irregular time, module docstring).
         seed: seed of ``np.random.default_rng`` for the initialization.
         blocks: J, the number of HiPPO-N blocks (must divide P; with conj_sym each block size P/J
             must be even). Default 1.

@@ -90,15 +90,16 @@ EXPLANATIONS: dict[tuple[str, str], str] = {
     ("LrnnxDiscretization", "async_with_unit_gaps_equals_zoh"): _LRNNX_ASYNC,
     ("LrnnxDiscretization", "integration_timesteps_scale_the_step"): _LRNNX_ASYNC,
     **{("LrnnxLRU64", name): _LRNNX_FFT64 for name in (
-        "forward_matches_reference", "step_matches_forward", "forward_is_causal", "batch_rows_are_independent",
-        "impulse_response_matches_scipy_dimpulse", "input_gradient_matches_fast_float64", "init_matches_reference",
+        "forward_matches_reference", "step_matches_forward", "chunked_forward_matches_one_shot", "forward_is_causal",
+        "batch_rows_are_independent", "impulse_response_matches_scipy_dimpulse",
+        "input_gradient_matches_fast_float64", "parameter_gradients_match_fast_float64",
     )},
     ("MambapyMamba", "step_matches_forward"): _MAMBAPY_CONV1,
     ("MambapyMamba64", "step_matches_forward"): _MAMBAPY_CONV1 + " (The float64 module's A/D downcast, below, "
     "would fail this property too at float64 tolerance; the shrunk example shows the larger defect.)",
     **{("MambapyMamba64", name): _MAMBAPY_F32 for name in (
         "forward_matches_reference", "init_matches_reference", "input_gradient_matches_fast_float64",
-        "forward_is_causal", "batch_rows_are_independent",
+        "parameter_gradients_match_fast_float64", "forward_is_causal", "batch_rows_are_independent",
     )},
     **{("RecurrentGemmaRGLRUConvWidth1", name): _RG_WIDTH1 for name in (
         "forward_matches_reference", "final_state_matches_reference", "step_matches_forward",

@@ -8,9 +8,9 @@ import ``selective_scan_cuda`` and ``lrnnx/ops/simplified_scan.py`` imports ``si
 into a stub raises. Then:
 
 - ``LrnnxDiscretization``: ``lrnnx.core.discretization.DISCRETIZE_FNS`` (``zoh``, ``bilinear``, ``dirac``,
-  ``async``), the functions its LTI models (S5, LRU's base) discretize with. Each returns ``(A_bar, gamma_bar)``
-  for a diagonal A; the adapter forms ``B_bar = gamma_bar * B`` as lrnnx's models do. float64 in, float64 out.
-  Only ``async`` reads the event gaps (the others ignore them: unsupported there).
+  ``async``), the functions lrnnx's models call through ``discretize_fn`` (its LTI S5, for one). Each returns
+  ``(A_bar, gamma_bar)`` for a diagonal A; the adapter forms ``B_bar = gamma_bar * B`` as lrnnx's models do.
+  float64 in, float64 out. Only ``async`` reads the event gaps (the others ignore them: unsupported there).
 - ``LrnnxSelectiveScanRef``: ``lrnnx.ops.selective_scan.selective_scan_ref``, lrnnx's pure-torch reference of its
   selective-scan kernel, with its rules ``mamba``, ``zoh``, ``bilinear``, ``dirac``, and ``async`` through its
   ``deltaA`` argument (the step of A alone: ``deltaA = dt * tau``, rule ``zoh`` for B). It casts u, delta, B, C to
@@ -19,7 +19,8 @@ into a stub raises. Then:
   on a CPU machine its module globals ``selective_scan_fn`` (CUDA) and ``selective_state_update`` (Triton) are
   rebound during each call to ``selective_scan_ref`` (same signature) and None (``step``'s own torch branch).
   float32 (``dtype = "float32"``). The state comes from its ``inference_cache``; its forward cannot start from a
-  given state. Its event mode (``integration_timesteps``) is declared as an expected failure (below).
+  given state. Its event mode (``integration_timesteps``) is a different model (a separate, input-independent
+  step for A; reference/README.md §Mamba): inputs with event gaps are unsupported.
 - ``LrnnxLRU`` / ``LrnnxLRU64``: ``lrnnx.models.lti.LRU`` (no CUDA path at all: ``opt_ssm_forward``, FFT
   convolution), in float32 and as a float64 module (``.double()``).
 
@@ -162,20 +163,19 @@ class LrnnxSelectiveScanRef(cf.SelectiveScanAdapter):
 # ------------------------------------------------------------------------------------------------
 
 
+_EVENT_MODE = (
+    "lrnnx's Mamba with integration_timesteps (its event mode) is another model: A decays over tau * "
+    "softplus(dtA_proj.bias), an input-independent step of a separate projection, while B keeps the selective step; "
+    "the reference scales the selective step itself (reference/README.md §Mamba)"
+)
+
+
 class LrnnxMamba(cf.ModelAdapter):
     """``lrnnx.models.ltv.Mamba`` (non-fused path, float32; module docstring)."""
 
     model = "Mamba"
     discretizations = ("mamba", "zoh", "bilinear", "dirac")
     dtype = "float32"
-    expected_failures = {
-        "forward_with_integration_timesteps_matches_reference": (
-            "lrnnx's event mode is another model: with integration_timesteps its A decays over tau * "
-            "softplus(dtA_proj.bias), an input-independent step of a separate projection, while B keeps the "
-            "selective step; the reference scales the selective step itself (reference/README.md §Mamba)"
-        ),
-    }
-
     def _new(self, config, discretization):
         import torch
 
@@ -220,20 +220,19 @@ class LrnnxMamba(cf.ModelAdapter):
         if initial_state is not None:
             raise cf.Unsupported("lrnnx's Mamba.forward always starts from the zero state (only step continues a "
                                  "state)")
+        if integration_timesteps is not None:
+            raise cf.Unsupported(_EVENT_MODE)
         u_t = self._t(impl, u)
         cache = impl.allocate_inference_cache(u_t.shape[0], 1)
-        tau = None
-        if integration_timesteps is not None:
-            tau = self._t(impl, np.broadcast_to(np.asarray(integration_timesteps), u_t.shape[:2]))  # (B, L)
         with torch.no_grad(), self._cpu_paths():
-            y = impl(u_t, integration_timesteps=tau, inference_cache=cache)  # (B, L, H)
+            y = impl(u_t, inference_cache=cache)  # (B, L, H)
         return _np(y), {k: (v.clone() if hasattr(v, "clone") else v) for k, v in cache.items()}
 
     def step(self, impl, u_t, state, *, integration_timesteps=None):
         import torch
 
         if integration_timesteps is not None:
-            raise cf.Unsupported("lrnnx's Mamba event mode is not the reference's (see expected_failures)")
+            raise cf.Unsupported(_EVENT_MODE)
         cache = {k: (v.clone() if hasattr(v, "clone") else v) for k, v in state.items()}  # step works in place
         with torch.no_grad(), self._cpu_paths():
             y, cache = impl.step(self._t(impl, u_t)[:, None, :], cache)
@@ -257,7 +256,7 @@ class LrnnxMamba(cf.ModelAdapter):
 
     def grad_input(self, impl, u, grad_y, *, integration_timesteps=None):
         if integration_timesteps is not None:
-            raise cf.Unsupported("lrnnx's Mamba event mode is not the reference's (see expected_failures)")
+            raise cf.Unsupported(_EVENT_MODE)
         ut = self._t(impl, u).requires_grad_(True)
         with self._cpu_paths():
             y = impl(ut)
@@ -266,7 +265,7 @@ class LrnnxMamba(cf.ModelAdapter):
 
     def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
         if integration_timesteps is not None:
-            raise cf.Unsupported("lrnnx's Mamba event mode is not the reference's (see expected_failures)")
+            raise cf.Unsupported(_EVENT_MODE)
         impl.zero_grad()
         with self._cpu_paths():
             y = impl(self._t(impl, u))

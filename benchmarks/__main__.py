@@ -22,6 +22,11 @@ Rows per model:
   fft floor     one torch.fft.rfft + irfft round trip of an input of the same size, the floor for an FFT
                 convolution (LTI); Centaurus "full" convolves H x H kernels and is compared with H floors
   fast triton   with a CUDA device and Triton: the same with backend="triton" (every model but S4)
+Scans side by side (``benchmarks.scan_bench``, in the peers' environment of ``make peers`` when it exists): the
+linear scan (B=8, L=4096, D=256 real float32; the complex lanes of S4D and S5) against a step loop, torch's
+associative_scan, mambapy's pscan and the copy floor, and the selective scan against mamba-ssm's and lrnnx's
+selective_scan_ref and mambapy's, timed in round robin in one process, outputs compared with a float64 oracle
+(WRONG when off), at torch's default threads and at one thread; scans.json and scans_1thread.json.
 Triton kernels (with a CUDA device and Triton): ``fast.triton.bench_triton`` times the fused selective scan at
 the Mamba-block size of issue 6 (B=8, L=2048, D=1536, N=16) and the diagonal linear scan, forward and
 forward + backward, against the torch path and the memory-bandwidth floor (the bytes that must move, at the
@@ -77,6 +82,30 @@ def kernel_rows(quick: bool) -> list[dict]:
                       f"L={shape['length']} D={shape['width']} N={shape['d_state']}  {r['ms']:9.3f} ms  "
                       f"floor {r['floor_ms']:8.3f} ms  ratio {r['ratio']:6.2f}", flush=True)
     return rows
+
+
+PEERS_PYTHON = Path(__file__).parent.parent / ".venv-peers" / "bin" / "python"
+
+
+def scan_rows(quick: bool, timeout: float) -> None:
+    """The scans side by side with their peers (``benchmarks.scan_bench``), at torch's default threads and at one
+    thread, each in one process: in the peers' environment (``make peers``) when it exists, else here, where the
+    peer rows say why they are skipped."""
+    python = PEERS_PYTHON if PEERS_PYTHON.exists() else Path(sys.executable)
+    if not PEERS_PYTHON.exists():
+        print(f"Peer rows (mambapy, mamba-ssm, lrnnx) skipped: {PEERS_PYTHON.parent.parent} does not exist "
+              "(`make peers` builds it); torch's associative_scan and the step loop are timed here.", flush=True)
+    for threads, name in ((None, "scans.json"), (1, "scans_1thread.json")):
+        cmd = [str(python), "-m", "benchmarks.scan_bench", "--out", str(RESULTS / name)]
+        cmd += (["--quick"] if quick else []) + ([] if threads is None else ["--threads", str(threads)])
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  cwd=Path(__file__).parent.parent)
+        except subprocess.TimeoutExpired:
+            print(f"scan rows ({name}): timeout > {timeout:.0f} s", flush=True)
+            continue
+        failed = f"scan rows ({name}) failed: {proc.stderr.strip()[-500:]}"
+        print(proc.stdout.strip() if proc.returncode == 0 else failed, flush=True)
 
 
 def sizes(name: str, quick: bool) -> dict:
@@ -164,6 +193,8 @@ def main(argv=None):
             writer.writerows(kernels)
     else:
         print(f"Triton rows skipped: {why}")
+    print()
+    scan_rows(args.quick, timeout=max(args.timeout, 900.0))
     print()
     print(_ratios(rows, L0))
     _plot(rows, RESULTS / "sweep.png")

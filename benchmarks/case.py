@@ -101,6 +101,26 @@ def timed_alternating(fn_a, fn_b, device, budget: float = 6.0, min_reps: int = 3
     return statistics.median(times_a), statistics.median(times_b)
 
 
+def timed_round_robin(fns: dict, device, budget: float = 6.0, min_reps: int = 3, max_reps: int = 50) -> dict:
+    """Median times of several functions run in turn (f1, f2, ..., f1, f2, ...) after a warm-up of each: the
+    generalization of ``timed_alternating`` to side-by-side rows. Returns ``{name: median seconds}``."""
+    for fn in fns.values():
+        fn()
+    _sync(device)
+    times = {name: [] for name in fns}
+    while True:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+        reps = len(next(iter(times.values()), []))
+        spent = sum(sum(t) for t in times.values())
+        if not fns or reps >= max_reps or (reps >= min_reps and spent >= budget):
+            break
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main():
     spec = json.loads(sys.argv[1])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

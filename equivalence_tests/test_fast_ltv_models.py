@@ -558,7 +558,7 @@ for _n in MODELS:
         f"{_n} gaps negative": (_fwd(_n, **{G: -_u(3)}), G),
         f"{_n} gaps NaN": (_fwd(_n, **{G: torch.tensor([1.0, float("nan"), 1.0], dtype=torch.float64)}), G),
         f"{_n} gaps 2-D with unbatched u": (_fwd(_n, 3, 3, **{G: _u(1, 3)}), G),
-        f"{_n} step u_t wrong shape": (_step(_n, u_shape=(3,), batch=1), "u_t"),
+        f"{_n} step u_t wrong shape": (_step(_n, u_shape=(1, 1, 3), batch=1), "u_t"),  # (H,) is an unbatched step
         f"{_n} step u_t float32": (_step(_n, dtype=torch.float32), "u_t"),
         f"{_n} step gaps wrong shape": (_step(_n, **{G: _u(3)}), G),
         f"{_n} step state of another batch": (_step(_n, batch=1), "state"),

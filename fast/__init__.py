@@ -27,7 +27,7 @@ from fast.discretization import (
     unregister_discretization,
 )
 from fast.response import frequency_response, impulse_response, kernel
-from fast.scan import linear_scan
+from fast.ops import linear_scan  # the checked entry (value checks, half precision) of fast.scan.linear_scan
 
 __all__ = [
     "DISCRETIZATIONS",

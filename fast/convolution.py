@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from fast._checks import common_dtype, records_grad, resolve_backend, tensor
+from fast._checks import HALF, common_dtype, no_half, records_grad, resolve_backend, tensor, values_ok
 
 __all__ = [
     "fft_conv",
@@ -48,8 +48,8 @@ def _next_fast_len(n: int) -> int:
 def _prepare(u, K):
     u = tensor(u, "u")
     K = tensor(K, "K")
-    if u.ndim != 3 or u.shape[1] == 0:
-        raise ValueError(f"u: expected shape (B, L, H) with L >= 1, got {tuple(u.shape)}")
+    if u.ndim != 3 or 0 in u.shape:
+        raise ValueError(f"u: expected shape (B, L, H) with B, L, H >= 1, got {tuple(u.shape)}")
     H_in = u.shape[2]
     if K.ndim == 2:
         if K.shape[1] != H_in:
@@ -62,18 +62,25 @@ def _prepare(u, K):
     if K.shape[0] == 0:
         raise ValueError("K: expected at least one kernel tap (L_K >= 1)")
     dtype = common_dtype({"u": u, "K": K}, "fft_conv")
+    if dtype == torch.complex32:
+        no_half(dtype, "fft_conv with complex inputs")
+    values_ok({"u": u, "K": K})  # while fast.validation is on
     return u.to(dtype), K[: u.shape[1]].to(dtype)  # taps beyond L never reach an output
 
 
 def fft_conv(u, K, *, backend: str = "auto"):
     """Causal convolution of ``u (B, L, H_in)`` with ``K`` through the FFT; returns ``(B, L, H_out)``.
 
-    ``u`` and ``K`` share one precision; the output is complex if either is. ``backend``: ``"auto"`` and
+    ``u`` and ``K`` share one precision; the output is complex if either is. Real float16 / bfloat16 inputs are
+    transformed in float32 (torch's FFT has no half-precision CPU kernel) and the output cast back; complex half
+    precision is refused. ``backend``: ``"auto"`` and
     ``"torch"`` run ``torch.fft`` (cuFFT on a GPU, the right tool for a long convolution); there is no
     Triton FFT kernel, so ``"triton"`` raises a ``ValueError`` saying so.
     """
     resolve_backend(backend, "fft_conv", no_kernel="the FFT convolution runs on torch.fft, cuFFT on a GPU")
     u, K = _prepare(u, K)
+    if u.dtype in HALF:
+        return fft_conv(u.float(), K.float(), backend=backend).to(u.dtype)
     L = u.shape[1]
     n = fft_length(L, K.shape[0])
     if K.ndim == 2:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fast._checks import nonnegative, positive_int, real_like
+from fast._checks import HALF, nonnegative, positive_int, real_like, validating, values_ok
 from fast.models._base import FastModel
 
 __all__ = [
@@ -99,6 +99,8 @@ class LTVFastModel(FastModel):
         per-token arguments (gaps, segment positions) to their values: with an unbatched ``u (L, H)``
         they must be ``(L,)``."""
         u = self.check_input(u)
+        if u.ndim == 3 and u.shape[0] == 0:
+            raise ValueError(f"u: expected shape (B, L, {self.d_model}) with B >= 1, got {tuple(u.shape)}")
         unbatched = u.ndim == 2
         if unbatched:
             u = u[None]  # (1, L, H)
@@ -117,11 +119,54 @@ class LTVFastModel(FastModel):
             return tuple(s[None] if isinstance(s, torch.Tensor) else s for s in state)
         return state  # the state check names what is wrong
 
+    def step_inputs(self, u_t, state, integration_timesteps):
+        """``(u_t (B, H), state with a batch axis, gaps (B,) or None, unbatched)``: an unbatched ``u_t (H,)`` (as
+        ``forward`` takes ``(L, H)``) gets a batch axis of 1, and so do its state and its gap (a scalar or
+        ``(1,)``); the step then returns ``y_t (H,)`` and the state without the batch axis (``unbatch``)."""
+        unbatched = isinstance(u_t, torch.Tensor) and u_t.ndim == 1
+        if unbatched:
+            u_t = u_t[None]  # (1, H)
+            if state is not None:
+                state = self.add_batch_axis(state)
+            if integration_timesteps is not None and np.ndim(integration_timesteps) == 0:
+                integration_timesteps = (
+                    integration_timesteps.reshape(1)
+                    if isinstance(integration_timesteps, torch.Tensor)
+                    else [integration_timesteps]
+                )
+        return self.check_step_input(u_t), state, integration_timesteps, unbatched
+
+    @staticmethod
+    def unbatch(y_t, state, unbatched: bool):
+        """``(y_t, state)`` without the batch axis that ``step_inputs`` added (unchanged otherwise)."""
+        if not unbatched:
+            return y_t, state
+        if isinstance(state, torch.Tensor):
+            return y_t[0], state[0]
+        return y_t[0], type(state)(*(s[0] if isinstance(s, torch.Tensor) else s for s in state))
+
+    def values_ok(self, tensors: dict) -> None:
+        """The value checks of a forward or step (while ``fast.validation`` is on; nothing otherwise): the
+        tensors the caller passed (input, state) and every parameter finite, in one host sync; a NaN parameter
+        is named (``Mamba.A_log: contains NaN ...``). The gaps are checked by ``check_timesteps``."""
+        if not validating():
+            return
+        what = type(self).__name__
+        named = {f"{what}.{k}": p.detach() for k, p in self.named_parameters()}
+        named.update({k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
+        values_ok(named)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """float32 for a half-precision module (its scan runs in float32, as mamba_ssm's does), else its dtype."""
+        return torch.float32 if self.dtype in HALF else self.dtype
+
     def check_step_input(self, u_t) -> torch.Tensor:
         if not isinstance(u_t, torch.Tensor):
             raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
-        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
-            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {tuple(u_t.shape)}")
+        if u_t.ndim != 2 or u_t.shape[1] != self.d_model or u_t.shape[0] == 0:
+            raise ValueError(f"u_t: expected shape (B, {self.d_model}) with B >= 1 or ({self.d_model},), "
+                             f"got {tuple(u_t.shape)}")
         if u_t.dtype != self.dtype or u_t.device != self.device:
             raise ValueError(
                 f"u_t: dtype {u_t.dtype} on {u_t.device} does not match the module's {self.dtype} on "
@@ -150,9 +195,9 @@ class LTVFastModel(FastModel):
             )
         if tau.device != self.device:
             raise ValueError(f"integration_timesteps: device {tau.device} does not match the module's {self.device}")
-        if not bool((torch.isfinite(tau) & (tau >= 0)).all()):  # one sync; the check below names the problem
+        if validating() and not bool((torch.isfinite(tau) & (tau >= 0)).all()):  # one sync; names the problem
             nonnegative(tau, "integration_timesteps")
-        if not allow_zero and bool((tau == 0).any()):
+        if not allow_zero and validating() and bool((tau == 0).any()):
             raise ValueError(f"integration_timesteps: a zero gap is not allowed here{why_not_zero}")
         return tau
 

@@ -41,8 +41,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-import fast.ops
-from fast.discretization import discretize_diagonal
+from fast import selective_scan as _scan
+from fast._checks import upcast
+from fast.discretization import check_gaps, diagonal_rule
 from fast.models.ltv._base import LTVFastModel, causal_depthwise_conv1d, softplus
 from reference.models.ltv.mamba import Mamba as ReferenceMamba
 
@@ -153,6 +154,8 @@ class Mamba(LTVFastModel):
         Bsz, L, _ = u.shape
         state = self._check_state(initial_state, Bsz, "initial_state")
         tau = self.check_timesteps(integration_timesteps, Bsz, L, allow_zero=True)
+        self.values_ok({"u": u, "initial_state.conv_state": initial_state and state.conv_state,
+                        "initial_state.ssm_state": initial_state and state.ssm_state})
         D, W = self.d_inner, self.d_conv
 
         # in_proj (and x_proj in _selection) as one product per output block rather than slices of one
@@ -166,20 +169,13 @@ class Mamba(LTVFastModel):
         x_conv = F.silu(x_conv)  # (B, L, D)
         dt, B_t, C_t = self._selection(x_conv)  # (B, L, D), (B, L, N), (B, L, N)
         A = -torch.exp(self.A_log)  # (D, N)
-        y, ssm_state = fast.ops.selective_scan(
-            x_conv,
-            dt,
-            A,
-            B_t,
-            C_t,
-            self.D,
-            z,
-            method=self.discretization,
-            integration_timesteps=tau,
-            initial_state=state.ssm_state,
-            return_state=True,
-            backend=self.backend,
-            chunk_size=self.scan_chunk_size,
+        # the selective scan on the steps computed here: no value checks (a softplus step that underflowed to 0 is
+        # a valid step); a half-precision module's scan runs in float32 (mamba_ssm's), y cast back to its dtype
+        args = _scan.check_selective_scan_args(
+            x_conv, dt, A, B_t, C_t, self.D, z, self.discretization, tau, state.ssm_state, values=False
+        )
+        y, ssm_state = _scan.run(
+            args, self.discretization, return_state=True, backend=self.backend, chunk_size=self.scan_chunk_size
         )  # (B, L, D), (B, D, N)
         out = F.linear(y, self.out_proj_weight, self.out_proj_bias)  # (B, L, H)
         recent = torch.cat([state.conv_state, x[:, -W:].transpose(1, 2)], dim=2)  # (B, D, W + min(L, W))
@@ -191,10 +187,12 @@ class Mamba(LTVFastModel):
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state`` a ``MambaState``, ``integration_timesteps (B,)``.
         Returns ``(y_t (B, H), new MambaState)``."""
-        u_t = self.check_step_input(u_t)
+        u_t, state, integration_timesteps, unbatched = self.step_inputs(u_t, state, integration_timesteps)
         Bsz = u_t.shape[0]
         state = self._check_state(state, Bsz, "state")
         tau = self.check_timesteps(integration_timesteps, Bsz, None, allow_zero=True)
+        self.values_ok({"u_t": u_t, "state.conv_state": state.conv_state, "state.ssm_state": state.ssm_state})
+        check_gaps(self.discretization, tau)  # async needs gaps; a zero gap would drop an input (zoh, bilinear, mamba)
         D = self.d_inner
 
         xz = F.linear(u_t, self.in_proj_weight, self.in_proj_bias)  # (B, 2D)
@@ -204,15 +202,17 @@ class Mamba(LTVFastModel):
         x = F.silu(x if self.conv1d_bias is None else x + self.conv1d_bias)  # (B, D)
         dt, B_t, C_t = self._selection(x)  # (B, D), (B, N), (B, N)
         A = -torch.exp(self.A_log)  # (D, N)
-        A_bar, B_bar = discretize_diagonal(
+        # the rule on the computed step, without value checks; in float32 for a half-precision module
+        A, B_t, C_t, dt, x, z, h = (upcast(t) for t in (A, B_t, C_t, dt, x, z, state.ssm_state))
+        A_bar, B_bar = diagonal_rule(
+            self.discretization,
             A[None],  # (1, D, N)
             B_t[:, None, :],  # (B, 1, N)
-            dt,  # (B, D): one step per channel
-            self.discretization,
-            integration_timesteps=None if tau is None else tau[:, None],  # (B, 1)
-            aligned_timesteps=True,
+            dt[..., None],  # (B, D, 1): one step per channel
+            None if tau is None else upcast(tau)[:, None],  # (B, 1)
         )  # (B, D, N) each
-        ssm_state = A_bar * state.ssm_state + B_bar * x[:, :, None]  # (B, D, N)
-        y = torch.einsum("bdn,bn->bd", ssm_state, C_t) + self.D * x  # (B, D)
-        y = y * F.silu(z)  # (B, D)
-        return F.linear(y, self.out_proj_weight, self.out_proj_bias), MambaState(conv_state, ssm_state)  # (B, H)
+        ssm_state = A_bar * h + B_bar * x[:, :, None]  # (B, D, N)
+        y = torch.einsum("bdn,bn->bd", ssm_state, C_t) + upcast(self.D) * x  # (B, D)
+        y = (y * F.silu(z)).to(u_t.dtype)  # (B, D)
+        out = F.linear(y, self.out_proj_weight, self.out_proj_bias)  # (B, H)
+        return self.unbatch(out, MambaState(conv_state, ssm_state.to(u_t.dtype)), unbatched)

@@ -22,8 +22,10 @@ Parameters: the reference's (``RGLRUParams``; RecurrentGemma's names, gate weigh
 as ``nn.Parameter``s copied from the reference twin. State (``RGLRUState``, tensors): ``conv_state
 (B, W-1, D)``, ``ssm_state (B, D)`` and ``segment_pos (B,)`` (int64), as in the reference.
 
-The scan is ``fast.ops.linear_scan`` over ``(B, L, D)`` (the RG-LRU state is one number per channel, so
-there is no N axis to bound). Deviations from RecurrentGemma: those of the reference (the segment reset is
+The scan is ``fast.scan.linear_scan`` over ``(B, L, D)`` (the RG-LRU state is one number per channel, so
+there is no N axis to bound). A half-precision (float16 / bfloat16) module computes its projections and
+convolution in its dtype and the gates and the scan in float32 (RecurrentGemma's scan accumulates in float32
+too), the output cast back. Deviations from RecurrentGemma: those of the reference (the segment reset is
 the default; ``segment_reset=False`` drops it, FLAG D15); and the gradient of sqrt(1 - a_t^2) is the exact
 one, not RecurrentGemma's clipped (at 1000) custom gradient, so that gradients equal finite differences.
 """
@@ -36,7 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import fast.ops
+from fast import scan as _scan
+from fast._checks import upcast, validating
 from fast.models.ltv._base import LTVFastModel, causal_depthwise_conv1d, gelu_tanh, softplus
 from reference.models.ltv.rglru import RGLRU as ReferenceRGLRU
 
@@ -100,14 +103,16 @@ class RGLRU(LTVFastModel):
     def _block_diagonal(self, x, weight, bias):
         """RecurrentGemma's BlockDiagonalLinear: x (..., D) -> (..., D), one dense map per head."""
         xh = x.reshape(x.shape[:-1] + (self.num_heads, -1))  # (..., heads, D/heads)
-        y = torch.einsum("...hi,hij->...hj", xh, weight) + bias  # (..., heads, D/heads)
+        y = torch.einsum("...hi,hij->...hj", xh, upcast(weight)) + upcast(bias)  # (..., heads, D/heads)
         return y.reshape(x.shape)  # (..., D)
 
     def _gates(self, x, tau):
-        """(log a_t, i_t x_t) for x (..., D) and gaps tau (...) or None."""
+        """(log a_t, i_t x_t) for x (..., D) and gaps tau (...) or None, in float32 for a half-precision module."""
+        x = upcast(x)
+        tau = upcast(tau)
         gate_x = torch.sigmoid(self._block_diagonal(x, self.input_gate_weight, self.input_gate_bias))  # (..., D)
         gate_a = torch.sigmoid(self._block_diagonal(x, self.a_gate_weight, self.a_gate_bias))  # (..., D)
-        log_a = -self.c * gate_a * softplus(self.a_param)  # (..., D)
+        log_a = -self.c * gate_a * softplus(upcast(self.a_param))  # (..., D)
         if tau is not None:
             log_a = log_a * tau[..., None]  # (..., D): a_t = a^{c r_t tau_t}
         return log_a, x * gate_x
@@ -123,7 +128,7 @@ class RGLRU(LTVFastModel):
             seg = seg.expand(Bsz, L)  # (B, L)
         elif tuple(seg.shape) != (Bsz, L):
             raise ValueError(f"segment_pos: expected shape ({L},) or ({Bsz}, {L}), got {tuple(seg.shape)}")
-        if bool((seg < 0).any()):
+        if validating() and bool((seg < 0).any()):
             raise ValueError("segment_pos: expected positions >= 0")
         return seg
 
@@ -131,13 +136,16 @@ class RGLRU(LTVFastModel):
         return (seg == 0) if self.segment_reset else torch.zeros_like(seg, dtype=torch.bool)  # (B, L)
 
     def _rg_lru(self, x, reset, tau, h0):
-        """The RG-LRU on x (B, L, D) with resets (B, L); returns (h (B, L, D), h_last (B, D))."""
+        """The RG-LRU on x (B, L, D) with resets (B, L); returns (h (B, L, D), h_last (B, D)) in x's dtype (the scan
+        in float32 for half precision; ``fast.scan.linear_scan``: the decays and inputs computed here are not checked
+        as a caller's arguments)."""
         log_a, gated_x = self._gates(x, tau)  # (B, L, D) each
         one = torch.ones((), dtype=x.dtype, device=x.device)
         multiplier = torch.sqrt(-torch.expm1(2.0 * log_a))  # (B, L, D): sqrt(1 - a_t^2)
         multiplier = torch.where(reset[..., None], one, multiplier)  # (B, L, D): no normalization at a reset
         a = torch.where(reset[..., None], torch.zeros_like(one), torch.exp(log_a))  # (B, L, D)
-        return fast.ops.linear_scan(a, gated_x * multiplier, h0, backend=self.backend)  # (B, L, D), (B, D)
+        h, h_last = _scan.linear_scan(a, gated_x * multiplier, upcast(h0), backend=self.backend)  # (B, L, D), (B, D)
+        return h.to(x.dtype), h_last.to(x.dtype)
 
     def rg_lru(self, x, segment_pos=None, *, integration_timesteps=None, initial_state=None, return_state=False):
         """The RG-LRU layer alone on ``x (B, L, D)``, resetting where ``segment_pos == 0`` (RecurrentGemma's
@@ -159,6 +167,7 @@ class RGLRU(LTVFastModel):
         start = torch.full((Bsz,), 0 if h0 is None else 1, dtype=torch.int64, device=self.device)
         seg = self._segment_positions(segment_pos, Bsz, L, start)  # (B, L)
         tau = self.check_timesteps(integration_timesteps, Bsz, L, allow_zero=False, why_not_zero=_ZERO_GAP)
+        self.values_ok({"x": x, "initial_state": h0})
         y, h_last = self._rg_lru(x, self._resets(seg), tau, h0)
         return (y, h_last) if return_state else y
 
@@ -184,7 +193,7 @@ class RGLRU(LTVFastModel):
         conv = self.check_state_tensor(state[0], f"{name}.conv_state", (batch, W - 1, D))
         h = self.check_state_tensor(state[1], f"{name}.ssm_state", (batch, D))
         pos = self.check_state_tensor(state[2], f"{name}.segment_pos", (batch,), dtype=torch.int64)
-        if bool((pos < 0).any()):
+        if validating() and bool((pos < 0).any()):
             raise ValueError(f"{name}.segment_pos: expected positions >= 0")
         return RGLRUState(conv, h, pos)
 
@@ -201,6 +210,8 @@ class RGLRU(LTVFastModel):
         Bsz, L, _ = u.shape
         state = self._check_state(initial_state, Bsz, "initial_state")
         tau = self.check_timesteps(integration_timesteps, Bsz, L, allow_zero=False, why_not_zero=_ZERO_GAP)
+        self.values_ok({"u": u, "initial_state.conv_state": initial_state and state.conv_state,
+                        "initial_state.ssm_state": initial_state and state.ssm_state})
         seg = self._segment_positions(segment_pos, Bsz, L, state.segment_pos)  # (B, L)
         reset = self._resets(seg)  # (B, L)
         W = self.conv1d_width
@@ -223,10 +234,11 @@ class RGLRU(LTVFastModel):
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state`` an ``RGLRUState``, ``integration_timesteps (B,)`` gaps > 0.
         Returns ``(y_t (B, H), new RGLRUState)``."""
-        u_t = self.check_step_input(u_t)
+        u_t, state, integration_timesteps, unbatched = self.step_inputs(u_t, state, integration_timesteps)
         Bsz = u_t.shape[0]
         state = self._check_state(state, Bsz, "state")
         tau = self.check_timesteps(integration_timesteps, Bsz, None, allow_zero=False, why_not_zero=_ZERO_GAP)
+        self.values_ok({"u_t": u_t, "state.conv_state": state.conv_state, "state.ssm_state": state.ssm_state})
         reset = self._resets(state.segment_pos)  # (B,)
 
         y_branch = gelu_tanh(F.linear(u_t, self.linear_y_weight, self.linear_y_bias))  # (B, D)
@@ -237,6 +249,6 @@ class RGLRU(LTVFastModel):
         log_a, gated_x = self._gates(x, tau)  # (B, D) each
         multiplier = torch.where(reset[:, None], 1.0, torch.sqrt(-torch.expm1(2.0 * log_a)))  # (B, D)
         a = torch.where(reset[:, None], 0.0, torch.exp(log_a))  # (B, D)
-        h = a * state.ssm_state + multiplier * gated_x  # (B, D)
+        h = (a * upcast(state.ssm_state) + multiplier * gated_x).to(u_t.dtype)  # (B, D)
         out = F.linear(h * y_branch, self.linear_out_weight, self.linear_out_bias)  # (B, H)
-        return out, RGLRUState(window[:, 1:], h, state.segment_pos + 1)
+        return self.unbatch(out, RGLRUState(window[:, 1:], h, state.segment_pos + 1), unbatched)

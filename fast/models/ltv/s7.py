@@ -12,7 +12,7 @@ For an input u (B, L, H), P_loc stored complex modes, R = ceil(H / 16):
     dt_t  = step_rescale * softplus(delta @ step_proj_kernel + step_proj_bias)   (B, L, P_loc)
     B_t (P_loc, H), C_t (H, P_loc): complex, from (re, im) pairs of B_raw, C_raw
     a_bar_t, gamma_t = discretize(Lambda, dt_t, tau_t)         (fast.discretize_diagonal, per state)
-    x_t = a_bar_t * x_{t-1} + gamma_t * (B_t u_t)              (fast.ops.linear_scan over (B, L, P_loc))
+    x_t = a_bar_t * x_{t-1} + gamma_t * (B_t u_t)              (fast.scan.linear_scan over (B, L, P_loc))
     y_t = 2 Re(C_t x_t) + D * u_t     (conj_sym; Re(C_t x_t) + D u_t without it)
 
 Memory. The per-token B_t and C_t are 4 P_loc H numbers per token, the size of a ``(B, L, H, P_loc)`` state
@@ -40,9 +40,9 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-import fast.ops
-from fast._checks import complex_dtype, positive_int, records_grad
-from fast.discretization import discretize_diagonal
+from fast import scan as _scan
+from fast._checks import complex_dtype, positive_int, records_grad, upcast
+from fast.discretization import check_gaps, diagonal_rule
 from fast.models.ltv._base import LTVFastModel, softplus
 from reference.models.ltv.s7 import S7 as ReferenceS7
 
@@ -107,12 +107,13 @@ class S7(LTVFastModel):
 
     def Lambda(self) -> torch.Tensor:
         """The continuous-time eigenvalues (P_loc,), clipped to Re <= -1e-4 when clip_eigs."""
-        re = torch.clamp(self.Lambda_re, max=-1e-4) if self.clip_eigs else self.Lambda_re  # (P_loc,)
-        return torch.complex(re, self.Lambda_im)  # (P_loc,)
+        Lambda_re, Lambda_im = upcast(self.Lambda_re), upcast(self.Lambda_im)  # float32 for half precision
+        re = torch.clamp(Lambda_re, max=-1e-4) if self.clip_eigs else Lambda_re  # (P_loc,)
+        return torch.complex(re, Lambda_im)  # (P_loc,)
 
     def _project(self, u, start: int, stop: int):
         """Columns ``start:stop`` of the token projection u @ x_proj_kernel + x_proj_bias: ``(..., stop - start)``."""
-        return u @ self.x_proj_kernel[:, start:stop] + self.x_proj_bias[start:stop]
+        return upcast(u) @ upcast(self.x_proj_kernel[:, start:stop]) + upcast(self.x_proj_bias[start:stop])
 
     def _inputs(self, u, tau):
         """``(a_bar, gamma * B_t u)`` of tokens ``u (..., H)`` with gaps ``tau (...)`` or None: ``(..., P_loc)``
@@ -120,9 +121,9 @@ class S7(LTVFastModel):
         imaginary parts of B_t as projected: [Re, Im](B_t u)_p = sum_h B_raw[p, h, :] u_h."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
         x = self._project(u, 0, R + 2 * P * H)  # (..., R + 2 P H)
-        dt = self.step_rescale * softplus(x[..., :R] @ self.step_proj_kernel + self.step_proj_bias)  # (..., P)
+        dt = self.step_rescale * softplus(x[..., :R] @ upcast(self.step_proj_kernel) + upcast(self.step_proj_bias))
         B_raw = x[..., R:].unflatten(-1, (P, H, 2))  # (..., P, H, 2)
-        Bu = torch.view_as_complex(torch.einsum("...phr,...h->...pr", B_raw, u).contiguous())  # (..., P)
+        Bu = torch.view_as_complex(torch.einsum("...phr,...h->...pr", B_raw, upcast(u)).contiguous())  # (..., P)
         return self._discretize(dt, Bu, tau)
 
     def _readout(self, u, x):
@@ -130,9 +131,10 @@ class S7(LTVFastModel):
         projection's C_t columns, with Re(c x) = Re c Re x - Im c Im x on the parts of C_t as projected."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
         C_raw = self._project(u, R + 2 * P * H, R + 4 * P * H).unflatten(-1, (H, P, 2))  # (..., H, P, 2)
-        sign = torch.tensor([1.0, -1.0], dtype=u.dtype, device=u.device)  # (2,)
+        sign = torch.tensor([1.0, -1.0], dtype=C_raw.dtype, device=u.device)  # (2,)
         x_parts = torch.view_as_real(x) * sign  # (..., P, 2): [Re x, -Im x]
-        return self.readout_scale * torch.einsum("...hpr,...pr->...h", C_raw, x_parts) + self.D * u
+        y = self.readout_scale * torch.einsum("...hpr,...pr->...h", C_raw, x_parts) + upcast(self.D) * upcast(u)
+        return y.to(u.dtype)  # (..., H): back to a half-precision module's dtype
 
     def selection_chunk(self, batch: int) -> int:
         """Tokens per chunk of ``forward``'s projections: ``selection_chunk_size`` if set, else as many as keep
@@ -142,15 +144,16 @@ class S7(LTVFastModel):
         return max(1, _SELECTION_BLOCK // (batch * (self.dt_rank + 4 * self.local_P * self.d_model)))
 
     def _discretize(self, dt, Bu, tau):
-        """a_bar and gamma * Bu for per-state steps dt (..., P_loc); tau (...) or None."""
+        """a_bar and gamma * Bu for per-state steps dt (..., P_loc); tau (...) or None. The rule on the computed
+        steps, without value checks: a softplus that underflowed to a step of exactly 0 is a valid step
+        (a_bar = 1, and gamma = 0 under zoh and bilinear)."""
         Lambda = self.Lambda()  # (P_loc,)
-        return discretize_diagonal(
+        return diagonal_rule(
+            self.discretization,
             Lambda.reshape((1,) * (dt.ndim - 1) + Lambda.shape),  # (1.., P_loc)
             Bu,  # (..., P_loc)
             dt,  # (..., P_loc): one step per state
-            self.discretization,
-            integration_timesteps=tau,  # (...) aligned with the token axes
-            aligned_timesteps=True,
+            upcast(tau),  # (...) aligned with the token axes
         )
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
@@ -173,6 +176,8 @@ class S7(LTVFastModel):
         Bsz, L, _ = u.shape
         x0 = self._check_state(initial_state, Bsz, "initial_state")
         tau = self.check_timesteps(integration_timesteps, Bsz, L, allow_zero=True)
+        self.values_ok({"u": u, "initial_state": x0})
+        check_gaps(self.discretization, tau)  # async needs gaps; a zero gap would drop an input (zoh, bilinear, mamba)
 
         T = self.selection_chunk(Bsz)
         u_chunks = u.split(T, dim=1)  # (B, T, H) each
@@ -193,7 +198,7 @@ class S7(LTVFastModel):
             Bu_bar = torch.empty_like(a_bar)  # (B, L, P)
             for t0, u_c, tau_c in zip(starts, u_chunks, tau_chunks):
                 a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c)
-        x, final_state = fast.ops.linear_scan(a_bar, Bu_bar, x0, backend=self.backend)  # (B, L, P), (B, P)
+        x, final_state = _scan.linear_scan(a_bar, Bu_bar, x0, backend=self.backend)  # (B, L, P), (B, P)
         x_chunks = x.split(T, dim=1)  # (B, T, P) each
         if records:
             y = torch.cat(
@@ -211,10 +216,12 @@ class S7(LTVFastModel):
     def step(self, u_t, state, *, integration_timesteps=None):
         """One token: ``u_t (B, H)``, ``state (B, P_loc)``, ``integration_timesteps (B,)``.
         Returns ``(y_t (B, H), state)``."""
-        u_t = self.check_step_input(u_t)
+        u_t, state, integration_timesteps, unbatched = self.step_inputs(u_t, state, integration_timesteps)
         Bsz = u_t.shape[0]
         x = self._check_state(state, Bsz, "state")
         tau = self.check_timesteps(integration_timesteps, Bsz, None, allow_zero=True)
+        self.values_ok({"u_t": u_t, "state": x})
+        check_gaps(self.discretization, tau)  # async needs gaps; a zero gap would drop an input (zoh, bilinear, mamba)
         a_bar, Bu_bar = self._inputs(u_t, tau)  # (B, P) each
         x = a_bar * x + Bu_bar  # (B, P)
-        return self._readout(u_t, x), x  # (B, H), (B, P)
+        return self.unbatch(self._readout(u_t, x), x, unbatched)  # (B, H), (B, P)

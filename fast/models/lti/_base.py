@@ -64,7 +64,7 @@ from typing import NamedTuple
 
 import torch
 
-from fast._checks import complex_dtype, positive_int, real_dtype, records_grad
+from fast._checks import complex_dtype, no_half, positive_int, real_dtype, records_grad, validating, values_ok
 from fast.convolution import (
     conv_depthwise,
     conv_full,
@@ -170,7 +170,7 @@ class FastLTIModel(FastModel):
         raise NotImplementedError
 
     def _cache_allowed(self) -> bool:
-        if self.training:
+        if self.training or torch.compiler.is_compiling():  # a compiled graph recomputes (no host-side dict keys)
             return False
         return not records_grad(*self.parameters())
 
@@ -338,6 +338,19 @@ class FastLTIModel(FastModel):
             )
 
     # -- running it ----------------------------------------------------------------------------------------
+    def entry_checks(self, u: torch.Tensor, state, name: str = "u", state_name: str = "initial_state") -> None:
+        """What every forward and step checks beyond shapes: a precision the model can run (complex arithmetic:
+        no half precision, a ``ValueError`` naming the dtype and what is supported), a batch of at least one,
+        and, while ``fast.validation`` is on, the input, the state and every parameter finite in one host sync
+        (a NaN parameter is named, ``S4.log_dt: contains NaN ...``, before the discretization can fail on it)."""
+        no_half(self.dtype, type(self).__name__)
+        if u.shape[0] == 0:
+            raise ValueError(f"{name}: expected a batch of at least one, got shape {tuple(u.shape)}")
+        if validating():
+            what = type(self).__name__
+            named = {f"{what}.{k}": p.detach() for k, p in self.named_parameters()}
+            values_ok(named | {name: u, state_name: state})
+
     def forward(self, u, *, integration_timesteps=None, initial_state=None, return_state: bool = False):
         """Run the core on ``u (B, L, H)`` or ``(L, H)`` by FFT convolution (module docstring).
 
@@ -353,6 +366,7 @@ class FastLTIModel(FastModel):
             if isinstance(initial_state, torch.Tensor):
                 initial_state = initial_state[None]
         x0 = self._check_state(initial_state, u.shape[0], "initial_state")  # (B, S) or None
+        self.entry_checks(u, x0)
         sys = self.system()
         if self.resolved_backend(u) == "triton":
             y, xL = self._scan_lanes(sys, u, x0)  # (B, L, H), (B, S): the scan ends in the final state
@@ -367,17 +381,30 @@ class FastLTIModel(FastModel):
 
     def step(self, u_t, state, *, integration_timesteps=None):
         """One step: ``u_t (B, H)`` and ``state (B, S)`` -> ``(y_t (B, H), state (B, S))`` with the cached
-        discrete (A_bar, B_bar) in eval mode."""
+        discrete (A_bar, B_bar) in eval mode. An unbatched ``u_t (H,)`` (as ``forward`` takes ``(L, H)``) with a
+        state ``(S,)`` returns ``(y_t (H,), state (S,))``."""
         self._refuse_timesteps(integration_timesteps)
-        if not isinstance(u_t, torch.Tensor):
-            raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
-        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
-            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {tuple(u_t.shape)}")
-        self.check_input(u_t[:, None], "u_t")  # dtype and device
+        u_t, state, unbatched = self.step_input(u_t, state)
         x = self._check_state(state, u_t.shape[0], "state")
+        self.entry_checks(u_t, x, "u_t", "state")
         if x is None:
             x = self.initial_state(u_t.shape[0])
-        return self._step(self.system(), u_t, x)
+        y, x = self._step(self.system(), u_t, x)
+        return (y[0], x[0]) if unbatched else (y, x)
+
+    def step_input(self, u_t, state):
+        """``(u_t (B, H), state, unbatched)``: ``u_t`` checked (shape, dtype, device); an unbatched ``(H,)`` input
+        and its state get a batch axis of 1."""
+        if not isinstance(u_t, torch.Tensor):
+            raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
+        unbatched = u_t.ndim == 1
+        if unbatched:
+            u_t = u_t[None]  # (1, H)
+            state = state[None] if isinstance(state, torch.Tensor) else state
+        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
+            raise ValueError(f"u_t: expected shape (B, {self.d_model}) or ({self.d_model},), got {tuple(u_t.shape)}")
+        self.check_input(u_t[:, None], "u_t")  # dtype and device
+        return u_t, state, unbatched
 
     # -- the three computations of a lane system (S4 overrides them) -----------------------------------
     def _convolve(self, sys: LaneSystem, u: torch.Tensor, order: str | None = None) -> torch.Tensor:

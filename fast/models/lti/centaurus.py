@@ -131,5 +131,6 @@ class Centaurus(FastLTIModel):
         u = self.check_input(u)
         unbatched = u.ndim == 2
         u = u[None] if unbatched else u  # (B, L, H)
+        self.entry_checks(u, None)
         y = self._convolve(self.system(), u, None if order == "auto" else order)  # (B, L, H)
         return y[0] if unbatched else y

@@ -29,6 +29,7 @@ Glossary: ``Lambda_re``, ``Lambda_im``, ``log_step`` (P_s,); ``B_tilde`` (P_s, H
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from fast.convolution import conv_depthwise, depthwise_spectrum, fft_length
@@ -113,6 +114,7 @@ class S5(FastLTIModel):
                 initial_state = initial_state[None]
         tau = self._check_gaps(integration_timesteps, u.shape[0], u.shape[1])  # (B, L)
         x0 = self._check_state(initial_state, u.shape[0], "initial_state")  # (B, P_s) or None
+        self.entry_checks(u, x0)
         Lambda_bar, gamma = self.discretized_events(tau)  # (B, L, P_s) each
         bu = gamma * _into_lanes(u, self.param("B_tilde"))  # (B, L, P_s): B_bar_k u_k
         x, xL = linear_scan(Lambda_bar, bu, x0, backend=self.resolved_backend(u))  # (B, L, P_s), (B, P_s)
@@ -145,18 +147,17 @@ class S5(FastLTIModel):
         self._refuse_bidirectional("step")
         if integration_timesteps is None:
             return super().step(u_t, state)
-        if not isinstance(u_t, torch.Tensor):
-            raise ValueError(f"u_t: expected a torch.Tensor, got {type(u_t).__name__}")
-        if u_t.ndim != 2 or u_t.shape[1] != self.d_model:
-            raise ValueError(f"u_t: expected shape (B, {self.d_model}), got {tuple(u_t.shape)}")
-        self.check_input(u_t[:, None], "u_t")  # dtype and device
+        u_t, state, unbatched = self.step_input(u_t, state)
+        if unbatched and np.ndim(integration_timesteps) == 0:  # one gap for the one unbatched step
+            integration_timesteps = torch.as_tensor(integration_timesteps).reshape(1)
         tau = self._check_gaps(integration_timesteps, u_t.shape[0], None)  # (B,)
         x = self._check_state(state, u_t.shape[0], "state")
+        self.entry_checks(u_t, x, "u_t", "state")
         x = self.initial_state(u_t.shape[0]) if x is None else x  # (B, P_s)
         Lambda_bar, gamma = self.discretized_events(tau[:, None])  # (B, 1, P_s) each
         x = Lambda_bar[:, 0] * x + gamma[:, 0] * _into_lanes(u_t, self.param("B_tilde"))  # (B, P_s)
         y = _read_lanes(x, self.param("C_tilde"), 2.0 if self.conj_sym else 1.0) + self.D * u_t  # (B, H)
-        return y, x
+        return (y[0], x[0]) if unbatched else (y, x)
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
         self._refuse_bidirectional("initial_state")
@@ -179,6 +180,7 @@ class S5(FastLTIModel):
         u = self.check_input(u)
         unbatched = u.ndim == 2
         u = u[None] if unbatched else u  # (B, L, H)
+        self.entry_checks(u, None)
         L = u.shape[1]
         forward_part = self._lanes(self.param("C_tilde"), self.D)
         reverse_part = self._lanes(self.param("C_tilde_reverse"), None)

@@ -80,6 +80,7 @@ def model_configs(draw, adapter) -> dict:
         "options": options,
         "seed": draw(st.integers(0, 2**16)),
         "perturb": draw(st.one_of(st.none(), st.integers(0, 2**16))),
+        "large_steps": draw(st.booleans()),
     }
     try:  # a drawn option may contradict a fixed one (e.g. a fixed Centaurus mode and a drawn d_state)
         build_reference(adapter.model, config)
@@ -90,13 +91,37 @@ def model_configs(draw, adapter) -> dict:
 
 def build_reference(model: str, config: dict):
     """The reference model of an example: built from its seed, then (``perturb`` not None) its parameters moved
-    away from initialization by ``perturb_params``."""
+    away from initialization by ``perturb_params`` (and, with ``large_steps``, by ``large_steps``)."""
     cls = model_class(model)
     ref = cls(config["d_model"], config["d_state"], discretization=config["discretization"], seed=config["seed"],
               **config["options"])
     if config.get("perturb") is not None:
-        perturb_params(ref, np.random.default_rng(config["perturb"]))
+        rng = np.random.default_rng(config["perturb"])
+        perturb_params(ref, rng)
+        if config.get("large_steps"):
+            large_steps(ref, rng)
     return ref
+
+
+#: Parameters that set the step: log-parametrized (dt = exp), or a bias under a softplus (dt = softplus(... + b)).
+LOG_STEP_FIELDS = ("log_dt", "log_step")
+SOFTPLUS_STEP_FIELDS = ("dt_proj_bias", "step_proj_bias")
+
+
+def large_steps(ref, rng: np.random.Generator) -> None:
+    """The other end of the valid range: steps of 0.1 to 1 (initializations draw 1e-3 to 1e-1, where the rules
+    differ only in high order) and no skip term D (which would dominate the output and hide the state path)."""
+    for field in dataclasses.fields(ref.params):
+        x = getattr(ref.params, field.name)
+        if not isinstance(x, np.ndarray):
+            continue
+        dt = rng.uniform(0.1, 1.0, size=x.shape)
+        if field.name in LOG_STEP_FIELDS:
+            setattr(ref.params, field.name, np.log(dt))
+        elif field.name in SOFTPLUS_STEP_FIELDS:
+            setattr(ref.params, field.name, np.log(np.expm1(dt)))  # softplus^-1(dt)
+        elif field.name == "D":
+            setattr(ref.params, field.name, np.zeros_like(x))
 
 
 def perturb_params(ref, rng: np.random.Generator) -> None:

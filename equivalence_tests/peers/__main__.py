@@ -21,6 +21,18 @@ from equivalence_tests.peers.explanations import EXPLANATIONS, FINDINGS, NOT_FOU
 DEFAULT_MAX_EXAMPLES = 10
 
 
+def _portable(text: str) -> str:
+    """A message without this machine's paths: the repository root and the virtual environment's site-packages."""
+    import os
+    import re
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    text = text.replace(site + os.sep, "<site-packages>/")
+    text = text.replace(os.getcwd() + os.sep, "")
+    return re.sub(r"/[^\s\"']*/(site-packages|lib/python3\.\d+)/", r"<\1>/", text)
+
+
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -66,12 +78,12 @@ def run(max_examples: int, seed: int | None, out: str | None) -> int:
                       "| property | verdict | examples | detail |", "|---|---|---|---|"]
             for r in report.results:
                 first = r.message.splitlines()[0] if r.message else ""
-                lines.append(f"| `{r.name}` | {r.verdict} | {r.examples} | {_escape(first)} |")
+                lines.append(f"| `{r.name}` | {r.verdict} | {r.examples} | {_escape(_portable(first))} |")
             for r in report.results:
                 if r.verdict not in ("fail", "error", "xfail", "xpass"):
                     continue
                 lines += ["", f"#### `{cls.__name__}` · `{r.name}`: {r.verdict}", "", f"Claim: {r.claim}.", "",
-                          "```", r.message.strip(), "```", ""]
+                          "```", _portable(r.message.strip()), "```", ""]
                 explanation = EXPLANATIONS.get((cls.__name__, r.name))
                 if r.verdict in ("xfail", "xpass"):
                     explanation = explanation or f"Documented deviation declared by the adapter: " \

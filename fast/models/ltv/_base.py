@@ -22,11 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fast import scan as _scan
 from fast._checks import HALF, nonnegative, positive_int, real_like, validating, values_ok
 from fast.models._base import FastModel
+from fast.selective_scan import _pair_scan
 
 __all__ = [
     "LTVFastModel",
+    "scan_states",
     "causal_depthwise_conv1d",
     "gelu_tanh",
     "softplus",
@@ -78,6 +81,20 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
         keep = positions[None, :] >= doc_start[:, -1:]  # (B, W-1)
         new_history = new_history * keep[..., None]  # (B, W-1, D)
     return y, new_history
+
+
+def scan_states(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, backend: str):
+    """x_k = a_k x_{k-1} + b_k over axis 1 of ``(B, L, F)`` (real or complex) from ``x0 (B, F)`` or zeros:
+    ``(x, x[:, -1])``. ``fast.scan.linear_scan`` (the decays and inputs the model computed are not checked as a
+    caller's arguments); under torch.compile the out-of-place pairwise scan of the selective scan instead (the
+    compiler refuses the blocked scan's writes into strided views)."""
+    if not torch.compiler.is_compiling():
+        return _scan.linear_scan(a, b, x0, backend=backend)
+    a = a.expand(b.shape)
+    if x0 is not None:
+        b = torch.cat([b[:, :1] + a[:, :1] * x0[:, None], b[:, 1:]], dim=1)  # x0 folded into step 0
+    x = _pair_scan(a, b)  # (B, L, F)
+    return x, x[:, -1]
 
 
 class LTVFastModel(FastModel):

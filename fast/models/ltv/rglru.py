@@ -38,9 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fast import scan as _scan
 from fast._checks import upcast, validating
-from fast.models.ltv._base import LTVFastModel, causal_depthwise_conv1d, gelu_tanh, softplus
+from fast.models.ltv._base import LTVFastModel, causal_depthwise_conv1d, gelu_tanh, scan_states, softplus
 from reference.models.ltv.rglru import RGLRU as ReferenceRGLRU
 
 __all__ = ["RGLRU", "RGLRUState"]
@@ -144,7 +143,7 @@ class RGLRU(LTVFastModel):
         multiplier = torch.sqrt(-torch.expm1(2.0 * log_a))  # (B, L, D): sqrt(1 - a_t^2)
         multiplier = torch.where(reset[..., None], one, multiplier)  # (B, L, D): no normalization at a reset
         a = torch.where(reset[..., None], torch.zeros_like(one), torch.exp(log_a))  # (B, L, D)
-        h, h_last = _scan.linear_scan(a, gated_x * multiplier, upcast(h0), backend=self.backend)  # (B, L, D), (B, D)
+        h, h_last = scan_states(a, gated_x * multiplier, upcast(h0), self.backend)  # (B, L, D), (B, D)
         return h.to(x.dtype), h_last.to(x.dtype)
 
     def rg_lru(self, x, segment_pos=None, *, integration_timesteps=None, initial_state=None, return_state=False):

@@ -40,10 +40,9 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from fast import scan as _scan
 from fast._checks import complex_dtype, positive_int, records_grad, upcast
 from fast.discretization import check_gaps, diagonal_rule
-from fast.models.ltv._base import LTVFastModel, softplus
+from fast.models.ltv._base import LTVFastModel, scan_states, softplus
 from reference.models.ltv.s7 import S7 as ReferenceS7
 
 __all__ = ["S7"]
@@ -198,7 +197,7 @@ class S7(LTVFastModel):
             Bu_bar = torch.empty_like(a_bar)  # (B, L, P)
             for t0, u_c, tau_c in zip(starts, u_chunks, tau_chunks):
                 a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c)
-        x, final_state = _scan.linear_scan(a_bar, Bu_bar, x0, backend=self.backend)  # (B, L, P), (B, P)
+        x, final_state = scan_states(a_bar, Bu_bar, x0, self.backend)  # (B, L, P), (B, P)
         x_chunks = x.split(T, dim=1)  # (B, T, P) each
         if records:
             y = torch.cat(

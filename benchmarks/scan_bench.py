@@ -16,6 +16,8 @@ see the same state of the machine; medians):
                                 bytes of a, b and x once each at the speed of that copy (bytes read + written per
                                 second), i.e. 1.5 copies of one tensor's size; with a broadcast decay, a's bytes are
                                 its own
+  models RG-LRU, S7, Mamba at the standard size (B = 8, L = 1024, d_model = 128): forward, forward + backward and the
+  sequential loop of ``model.step`` (the runs of ``benchmarks.case``), in round robin
   selective scan, Mamba at the standard size (B = 8, L = 1024, D = 256 = 2 x d_model, N = 16, float32):
     fast.ops.selective_scan     this project (backend "torch", rule "mamba", with D and z)
     mamba-ssm selective_scan_ref, lrnnx selective_scan_ref   the peers' own pure-torch references (their (B, D, L)
@@ -201,6 +203,19 @@ def selective_scan_case(budget, quick) -> list[dict]:
     return rows
 
 
+def model_case(name: str, budget: float, quick: bool) -> list[dict]:
+    """A fast LTV model at the standard size: forward, forward + backward and the sequential step loop, in round
+    robin (``benchmarks.case.runner``'s runs)."""
+    from benchmarks.case import runner
+
+    spec = dict(model=name, B=2 if quick else 8, L=128 if quick else 1024, H=16 if quick else 128,
+                N=4 if quick else (16 if name in ("Mamba", "S7") else 64))
+    fns = {impl: runner({**spec, "impl": impl}, impl, CPU)[0] for impl in ("fast", "fast+backward", "sequential")}
+    times = timed_round_robin(fns, CPU, budget=budget, min_reps=3)
+    case = f"model {name} B={spec['B']} L={spec['L']} d_model={spec['H']} N={spec['N']} float32"
+    return [{"case": case, "impl": impl, "seconds": t} for impl, t in times.items()]
+
+
 def run(quick: bool = False, threads: int | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
@@ -217,6 +232,8 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     for label, shape, a_shape, dtype in cases:
         rows += linear_scan_case(label, shape, a_shape, dtype, budget)
     rows += selective_scan_case(budget, quick)
+    for name in ("RGLRU", "S7", "Mamba"):
+        rows += model_case(name, budget, quick)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
@@ -233,7 +250,8 @@ def table(result: dict) -> str:
     for case, rows in by_case.items():
         rate = next((r["copy_bytes_per_second"] for r in rows if "copy_bytes_per_second" in r), None)
         lines.append(f"  {case}" + ("" if rate is None else f"  (copy floor: {rate / 1e9:.1f} GB/s read + written)"))
-        ours = next((r for r in rows if r["impl"].startswith("fast.ops") and "seconds" in r), None)
+        ours = next((r for r in rows if r["impl"] in ("fast", "fast.ops.linear_scan", "fast.ops.selective_scan")
+                     and "seconds" in r), None)
         for r in rows:
             if "seconds" not in r:
                 lines.append(f"    {r['impl']:30s} skipped: {r['status']}")
@@ -243,7 +261,8 @@ def table(result: dict) -> str:
                 parts.append(f"{r['seconds'] / ours['seconds']:6.2f}x ours")
             if r.get("floor_seconds"):
                 parts.append(f"{r['seconds'] / r['floor_seconds']:6.2f}x floor")
-            parts.append(("correct" if r["correct"] else "WRONG") + f" (rel. error {r['rel_error']:.1e})")
+            if "correct" in r:
+                parts.append(("correct" if r["correct"] else "WRONG") + f" (rel. error {r['rel_error']:.1e})")
             lines.append(f"    {r['impl']:30s} " + "  ".join(parts))
     return "\n".join(lines)
 

@@ -53,12 +53,14 @@ from fast._checks import broadcast, common_dtype, positive_int, resolve_backend,
 
 __all__ = ["linear_scan", "check_scan_args", "ScanArgs", "DEFAULT_CHUNK_SIZE", "BLOCK_BYTES"]
 
-#: About the bytes of output one block covers (step 1 of the module docstring): its scan then runs in the
-#: caches. Measured with benchmarks.scan_bench on the 2-core CPU (L2 1 MiB a core): see benchmarks/README.md.
+#: About the bytes of output one block covers (step 1 of the module docstring): its rounds then run in the caches.
+#: Measured on the 2-core CPU (1 MiB of L2 a core, 32 MiB of L3), B = 8, L = 4096, D = 256 float32, one torch
+#: thread, the settings timed in turn: 256 KiB blocks 146 ms (the Python cost of four times as many blocks),
+#: 1 MiB 76-107 ms, 4 MiB 60-66 ms, 16 MiB 98 ms, against 190-230 ms for a step loop.
 BLOCK_BYTES = 1 << 22
 
-#: The fewest steps of a block when ``chunk_size`` is None and one step of all lanes of a batch row is so wide
-#: that ``BLOCK_BYTES`` holds fewer (the number of blocks, and of Python-level operations, stays bounded).
+#: The fewest steps of a block when ``chunk_size`` is None (batch rows are added up to ``BLOCK_BYTES``; fewer steps
+#: mean fewer rounds, 2 log2 T, but more blocks).
 DEFAULT_CHUNK_SIZE = 256
 
 #: Tree products of at least this many decays are flushed to zero below the smallest normal number.

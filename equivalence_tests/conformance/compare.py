@@ -1,9 +1,11 @@
 """How the kit compares an implementation's arrays with the reference's: the one tolerance table, by dtype.
 
-Each entry i is held to ``|actual_i - expected_i| <= atol + rtol * max(|expected_i|, rms(expected))``, with
-``(rtol, atol)`` the row of ``equivalence_tests.tolerances.TOLERANCES`` for the adapter's dtype: relative to the
-entry, or to the array's RMS for entries much smaller than the rest (an entry near zero that is a sum of O(1)
-terms carries the rounding of those terms, in any correct implementation). A defect (a wrong factor, a wrong
+Each entry i is held to ``|actual_i - expected_i| <= atol * min(1, rms) + rtol * max(|expected_i|, rms)``, with
+``(rtol, atol)`` the row of ``equivalence_tests.tolerances.TOLERANCES`` for the adapter's dtype and ``rms`` the
+expected array's RMS: relative to the entry, or to the array's RMS for entries much smaller than the rest (an
+entry near zero that is a sum of O(1) terms carries the rounding of those terms, in any correct implementation);
+the table's atol is meant for values of order one, so it shrinks with an array of smaller scale (a model whose
+outputs are 1e-4 is held to the same relative accuracy as one whose outputs are 1). A defect (a wrong factor, a wrong
 power, a dropped state) moves entries by a fraction of the array's scale, far above every row of the table.
 """
 
@@ -71,6 +73,7 @@ def assert_matches(actual, expected, dtype: str, what: str, *, condition=None) -
     rtol, atol = tolerance(dtype)
     scale = float(np.sqrt(np.mean(np.abs(e) ** 2)))
     gain = 1.0 if condition is None else np.maximum(np.broadcast_to(condition, e.shape), 1.0)
+    atol = atol * min(1.0, scale) if scale > 0 else atol  # the table's atol is for values of order one
     bound = atol + rtol * gain * np.maximum(np.abs(e), scale)
     err = np.abs(a - e)
     ratio = err / bound

@@ -45,13 +45,15 @@ building a graph and keeps only the chunk's inputs (views of the full tensors) a
 ``(B, T, D, N)`` systems with autograd on, runs the scan's adjoint by hand (the same in-place scan on the
 reversed steps) and lets autograd carry the result back through the discretization. The price is one more
 forward pass of the scan during backward. Plain autograd would keep every round of every chunk's scan.
-Under torch.compile the chunks are recorded by plain autograd (the compiler does not trace the Function). (``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
+Under torch.compile the chunks are recorded by plain autograd (the compiler does not trace the Function).
+(``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
 it records a graph of small nodes per chunk during the forward; on the CPU these fragmented the heap so
 that the process grew to ~3 GB at L = 20,000, D = 128, N = 16, against ~0.4 GB with this Function.) The
 Function is differentiable once (no double backward).
 
 Differences from the reference: tensors keep their precision (float32 or float64, shared by all
-arguments; float16 and bfloat16 run in float32, as mamba_ssm's scan does, and the results are cast back; ``integration_timesteps`` may also be a NumPy array or a list, converted to it); the result is
+arguments; float16 and bfloat16 run in float32, as mamba_ssm's scan does, and the results are cast back;
+``integration_timesteps`` may also be a NumPy array or a list, converted to it); the result is
 differentiable in every tensor argument; the rounding order of the scan differs (parallel within a chunk).
 """
 
@@ -243,6 +245,7 @@ class _RecomputedChunk(torch.autograd.Function):
         dL/dX_t = G_t, dL/dP_t = G_t x_{t-1} (x_{-1} = h), dL/dh = P_0 G_0; autograd carries dP and dX back to
         u, dt, A, B and the gaps through the discretization only (no graph of the scan's rounds)."""
         u, dt, A, B, C, tau, h = ctx.saved_tensors
+        grad_y, grad_h = grad_y.to(u.dtype), grad_h.to(u.dtype)
         need = dict(zip(("u", "dt", "A", "B", "C", "tau", "h"), ctx.needs_input_grad))
         named = {"u": u, "dt": dt, "A": A, "B": B, "tau": tau}
         with torch.enable_grad():
@@ -419,6 +422,18 @@ def run(args: SelectiveScanArgs, method: str, *, return_state=False, backend="au
     pieces = [x.split(T, dim=1) for x in (u, dt, B, C)]  # each: chunks of (B, T, ...)
     tau_pieces = [None] * len(pieces[0]) if tau is None else tau.split(T, dim=1)
     buffers = None if compiling else _Buffers.like(pieces[0][0], N)  # the first chunk is a full one
+    with torch.autocast(u.device.type, enabled=False):  # the scan runs in the arguments' dtype (mamba_ssm's too)
+        y = _chunks(pieces, tau_pieces, A, h, method, buffers, keep_bounded)  # (B, L, D), (B, D, N)
+    y, h = y
+    if D is not None:
+        y = torch.addcmul(y, D, u)  # (B, L, D): y + D u in one pass
+    if z is not None:
+        y = y * F.silu(z)  # (B, L, D)
+    return (y, h) if return_state else y
+
+
+def _chunks(pieces, tau_pieces, A, h, method: str, buffers, keep_bounded: bool):
+    """The loop over chunks of ``run``: ``(y (B, L, D) before the skip and the gate, the final state)``."""
     ys = []
     for u_c, dt_c, B_c, C_c, tau_c in zip(*pieces, tau_pieces):
         chunk_args = (u_c, dt_c, A, B_c, C_c, tau_c, h, method, buffers)
@@ -427,9 +442,4 @@ def run(args: SelectiveScanArgs, method: str, *, return_state=False, backend="au
         else:
             y_c, h = _chunk(*chunk_args)  # (B, T, D), (B, D, N)
         ys.append(y_c)
-    y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)  # (B, L, D)
-    if D is not None:
-        y = torch.addcmul(y, D, u)  # (B, L, D): y + D u in one pass
-    if z is not None:
-        y = y * F.silu(z)  # (B, L, D)
-    return (y, h) if return_state else y
+    return (ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)), h  # (B, L, D), (B, D, N)

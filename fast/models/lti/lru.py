@@ -9,7 +9,8 @@ continuous-time reading behind "zoh" / "bilinear" / "dirac" are in the reference
     K_l = Re(C diag(a_bar^l) B_bar)   (Re, not 2 Re: no conjugate pairing),   y = K * u + D u
 
 As lanes (``fast.models.lti._base``): N groups of one lane, P_in = B_bar, P_out = C. State: ``(B, N)``
-complex, the modes in parameter order. Every parameter is real, as in the reference.
+complex, the modes in parameter order. Every parameter is real, as in the reference. Under ``"native"`` the
+step ``log_dt`` is not a parameter (no rule reads it there; it is kept as a float64 array for ``to_reference``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ class LRU(FastLTIModel):
     reference_class = _ReferenceLRU
     discretizations = _ReferenceLRU.discretizations
     readout = "re"
+
+    def setup(self, reference_model) -> None:
+        # Under "native" the step log_dt enters nothing (a_bar = lambda, B_bar = B_c): it would be a parameter that
+        # no backward reaches (DistributedDataParallel without find_unused_parameters fails on that), so it is
+        # kept as the reference's float64 array, not registered; to_reference hands it back unchanged.
+        if self.discretization == "native" and "log_dt" in self._parameters:
+            del self._parameters["log_dt"]
+            self.log_dt = reference_model.params.log_dt.copy()
 
     def state_size(self) -> int:
         return self.nu_log.numel()  # N

@@ -171,12 +171,16 @@ class Mamba(LTVFastModel):
         A = -torch.exp(self.A_log)  # (D, N)
         # the selective scan on the steps computed here: no value checks (a softplus step that underflowed to 0 is
         # a valid step); a half-precision module's scan runs in float32 (mamba_ssm's), y cast back to its dtype
+        # (in float32 also under torch.autocast, whose projections hand over bfloat16 activations)
+        cd = self.compute_dtype
+        x_s, dt, A, B_t, C_t, D_skip, z, h0 = (t.to(cd) for t in (x_conv, dt, A, B_t, C_t, self.D, z, state.ssm_state))
         args = _scan.check_selective_scan_args(
-            x_conv, dt, A, B_t, C_t, self.D, z, self.discretization, tau, state.ssm_state, values=False
+            x_s, dt, A, B_t, C_t, D_skip, z, self.discretization, upcast(tau), h0, values=False
         )
         y, ssm_state = _scan.run(
             args, self.discretization, return_state=True, backend=self.backend, chunk_size=self.scan_chunk_size
         )  # (B, L, D), (B, D, N)
+        y, ssm_state = y.to(u.dtype), ssm_state.to(self.dtype)
         out = F.linear(y, self.out_proj_weight, self.out_proj_bias)  # (B, L, H)
         recent = torch.cat([state.conv_state, x[:, -W:].transpose(1, 2)], dim=2)  # (B, D, W + min(L, W))
         new_state = MambaState(recent[:, :, -W:], ssm_state)  # (B, D, W), (B, D, N)

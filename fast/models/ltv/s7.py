@@ -112,7 +112,8 @@ class S7(LTVFastModel):
 
     def _project(self, u, start: int, stop: int):
         """Columns ``start:stop`` of the token projection u @ x_proj_kernel + x_proj_bias: ``(..., stop - start)``."""
-        return upcast(u) @ upcast(self.x_proj_kernel[:, start:stop]) + upcast(self.x_proj_bias[start:stop])
+        x = upcast(u) @ upcast(self.x_proj_kernel[:, start:stop]) + upcast(self.x_proj_bias[start:stop])
+        return x.to(self.compute_dtype)  # float32 for half precision, also under torch.autocast (bfloat16 products)
 
     def _inputs(self, u, tau):
         """``(a_bar, gamma * B_t u)`` of tokens ``u (..., H)`` with gaps ``tau (...)`` or None: ``(..., P_loc)``
@@ -120,9 +121,11 @@ class S7(LTVFastModel):
         imaginary parts of B_t as projected: [Re, Im](B_t u)_p = sum_h B_raw[p, h, :] u_h."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
         x = self._project(u, 0, R + 2 * P * H)  # (..., R + 2 P H)
-        dt = self.step_rescale * softplus(x[..., :R] @ upcast(self.step_proj_kernel) + upcast(self.step_proj_bias))
+        dt = softplus((x[..., :R] @ upcast(self.step_proj_kernel)).to(x.dtype) + upcast(self.step_proj_bias))
+        dt = self.step_rescale * dt  # (..., P)
         B_raw = x[..., R:].unflatten(-1, (P, H, 2))  # (..., P, H, 2)
-        Bu = torch.view_as_complex(torch.einsum("...phr,...h->...pr", B_raw, upcast(u)).contiguous())  # (..., P)
+        Bu = torch.einsum("...phr,...h->...pr", B_raw, upcast(u).to(x.dtype)).to(x.dtype)  # (..., P, 2)
+        Bu = torch.view_as_complex(Bu.contiguous())  # (..., P)
         return self._discretize(dt, Bu, tau)
 
     def _readout(self, u, x):
@@ -132,7 +135,8 @@ class S7(LTVFastModel):
         C_raw = self._project(u, R + 2 * P * H, R + 4 * P * H).unflatten(-1, (H, P, 2))  # (..., H, P, 2)
         sign = torch.tensor([1.0, -1.0], dtype=C_raw.dtype, device=u.device)  # (2,)
         x_parts = torch.view_as_real(x) * sign  # (..., P, 2): [Re x, -Im x]
-        y = self.readout_scale * torch.einsum("...hpr,...pr->...h", C_raw, x_parts) + upcast(self.D) * upcast(u)
+        y = self.readout_scale * torch.einsum("...hpr,...pr->...h", C_raw, x_parts).to(C_raw.dtype)
+        y = y + upcast(self.D) * upcast(u)  # (..., H)
         return y.to(u.dtype)  # (..., H): back to a half-precision module's dtype
 
     def selection_chunk(self, batch: int) -> int:

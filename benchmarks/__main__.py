@@ -108,6 +108,33 @@ def scan_rows(quick: bool, timeout: float) -> None:
         print(proc.stdout.strip() if proc.returncode == 0 else failed, flush=True)
 
 
+def validation_rows(quick: bool) -> list[dict]:
+    """The cost of fast.validation: a training-mode forward of a few models (float32, the standard sizes) with the
+    value checks on and off, timed in turn in this process (benchmarks.case.timed_round_robin, medians)."""
+    import torch
+
+    import fast
+    import fast.models
+    from benchmarks.case import timed_round_robin
+
+    rows = []
+    for name in ("S4D", "S5", "Mamba", "S7"):
+        size = sizes(name, quick)
+        cls = getattr(fast.models, name)
+        model = cls(size["H"], size["N"], seed=0, dtype=torch.float32)
+        u = torch.randn(size["B"], 256 if quick else 1024, size["H"], generator=torch.Generator().manual_seed(0))
+
+        def run(on: bool, model=model, u=u):
+            with fast.validation(on):
+                model(u)
+
+        t = timed_round_robin({"on": lambda: run(True), "off": lambda: run(False)}, torch.device("cpu"), budget=4.0)
+        rows.append(dict(model=name, L=u.shape[1], on=t["on"], off=t["off"], ratio=t["on"] / t["off"]))
+        print(f"validation {name:9s} B={size['B']} L={u.shape[1]} H={size['H']} N={size['N']}: on {fmt_time(t['on'])}"
+              f"  off {fmt_time(t['off'])}  on/off {t['on'] / t['off']:.3f}", flush=True)
+    return rows
+
+
 def sizes(name: str, quick: bool) -> dict:
     if quick:
         return dict(B=2, H=16, N=8 if name not in ("Mamba", "S7") else 4)
@@ -195,6 +222,12 @@ def main(argv=None):
         print(f"Triton rows skipped: {why}")
     print()
     scan_rows(args.quick, timeout=max(args.timeout, 900.0))
+    print()
+    validation = validation_rows(args.quick)
+    with open(RESULTS / "validation.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["model", "L", "on", "off", "ratio"])
+        writer.writeheader()
+        writer.writerows(validation)
     print()
     print(_ratios(rows, L0))
     _plot(rows, RESULTS / "sweep.png")

@@ -72,7 +72,7 @@ FULL = Config(
     d_state=16,
     tasks={
         "selective_copying": TaskConfig(seq_len=64, vocab_size=10, n_memorize=4, steps=500, search_steps=100,
-                                        eval_lengths=(64,), eval_samples=512),
+                                        eval_lengths=(64, 128, 256), eval_samples=512),
         "induction_heads": TaskConfig(seq_len=32, vocab_size=16, steps=400, search_steps=100,
                                       eval_lengths=(32, 128, 512), eval_samples=256),
     },
@@ -88,7 +88,7 @@ QUICK = Config(
     batch_size=8,
     tasks={
         "selective_copying": TaskConfig(seq_len=16, vocab_size=6, n_memorize=2, steps=6, search_steps=3,
-                                        eval_lengths=(16,), eval_samples=16),
+                                        eval_lengths=(16, 32), eval_samples=16),
         "induction_heads": TaskConfig(seq_len=8, vocab_size=6, steps=6, search_steps=3,
                                       eval_lengths=(8, 32), eval_samples=16),
     },
@@ -203,7 +203,7 @@ def table_markdown(rows: list[dict]) -> str:
     keys = sorted({(r["task"], r["eval_length"], r["train_length"]) for r in rows},
                   key=lambda k: (TASKS.index(k[0]), k[1]))
     head = ["model", "kind", "params (SC / IH)"] + [
-        "selective copying" if t == "selective_copying" else f"induction {L // T}x (L={L})" for t, L, T in keys]
+        f"{'copying' if t == 'selective_copying' else 'induction'} {L // T}x (L={L})" for t, L, T in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, cells in by.items():
         any_row = next(iter(cells.values()))
@@ -231,7 +231,8 @@ def write(results: dict, out: Path) -> list[dict]:
     from benchmarks.tasks.plots import plot_curves, plot_extrapolation
 
     plot_curves(results, out / "curves.png")
-    plot_extrapolation(rows, out / "extrapolation.png")
+    chance = {t: 1 / (tc["vocab_size"] - 2) for t, tc in results["config"]["tasks"].items()}
+    plot_extrapolation(rows, out / "extrapolation.png", chance=chance)
     return rows
 
 
@@ -245,11 +246,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS}; --quick: a temp dir)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (one thread each)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=None)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = QUICK if a.quick else FULL
     if a.models:
         cfg = Config(**{**asdict(cfg), "models": tuple(a.models), "tasks": cfg.tasks})
+    if a.tasks:
+        cfg = Config(**{**asdict(cfg), "tasks": {t: cfg.tasks[t] for t in a.tasks}})
     out = a.out or (Path(os.environ.get("TMPDIR", "/tmp")) / "lrnn_tasks_quick" if a.quick else RESULTS)
     if a.command == "plot":
         rows = write(json.loads((out / "runs.json").read_text()), out)

@@ -47,28 +47,32 @@ def plot_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_extrapolation(rows: list[dict], path: Path) -> None:
-    """Induction heads: held-out accuracy against the test length (mean over seeds, min-max bars)."""
-    rows = [r for r in rows if r["task"] == "induction_heads"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    train_length = None
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["eval_length"])
-        train_length = mine[0]["train_length"]
-        x = [r["eval_length"] for r in mine]
-        y = [r["mean"] for r in mine]
-        err = [[r["mean"] - r["min"] for r in mine], [r["max"] - r["mean"] for r in mine]]
-        style = "--" if model == "MambaFixed" else "-"
-        ax.errorbar(x, y, yerr=err, fmt=style + "o", color=COLORS.get(model), label=model, capsize=3, lw=1.4, ms=4)
-    if train_length:
-        ax.axvline(train_length, color="k", lw=0.8, ls=":", label="training length")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("test sequence length")
-    ax.set_ylabel("accuracy (held out)")
-    ax.set_ylim(0, 1.02)
-    ax.set_title("induction heads: accuracy beyond the training length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+def plot_extrapolation(rows: list[dict], path: Path, chance: dict | None = None) -> None:
+    """Held-out accuracy against the test length, one panel per task evaluated at several lengths (mean over
+    seeds, min-max bars). ``chance``: ``{task: accuracy of a guess}``, drawn as a line."""
+    tasks = [t for t in dict.fromkeys(r["task"] for r in rows)
+             if len({r["eval_length"] for r in rows if r["task"] == t}) > 1]
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        mine_task = [r for r in rows if r["task"] == task]
+        for model in dict.fromkeys(r["model"] for r in mine_task):
+            mine = sorted((r for r in mine_task if r["model"] == model), key=lambda r: r["eval_length"])
+            x = [r["eval_length"] for r in mine]
+            y = [r["mean"] for r in mine]
+            err = [[r["mean"] - r["min"] for r in mine], [r["max"] - r["mean"] for r in mine]]
+            style = "--" if model == "MambaFixed" else "-"
+            ax.errorbar(x, y, yerr=err, fmt=style + "o", color=COLORS.get(model), label=model, capsize=3, lw=1.4,
+                        ms=4)
+        ax.axvline(mine_task[0]["train_length"], color="k", lw=0.8, ls=":", label="training length")
+        if chance and task in chance:
+            ax.axhline(chance[task], color="k", lw=0.8, ls="-.", label="chance")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("test sequence length")
+        ax.set_ylabel("accuracy (held out)")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{_TITLES.get(task, task)}: trained at L={mine_task[0]['train_length']}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

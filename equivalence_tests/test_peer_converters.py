@@ -256,3 +256,30 @@ def test_s5_pytorch_needs_every_mode_stored():
     sd = converters.reference_to_s5_pytorch_state_dict(reference.models.S5(2, 4, seed=0, conj_sym=False).params)
     with pytest.raises(ValueError, match="expected conj_sym=False"):
         converters.s5_pytorch_state_dict_to_reference(sd, ref.config)
+
+
+def test_lrnnx_rglru_state_dict_round_trip_has_the_peer_layout():
+    ref = reference.models.RGLRU(3, 6, seed=8, num_heads=1, conv1d_width=3)
+    sd = converters.reference_to_lrnnx_rglru_state_dict(ref.params)
+    # lrnnx/models/ltv/rglru.py with bias=True, d_inner = 6: nn.Linear layers (out, in), depthwise Conv1d
+    # (D, 1, W), a_log (d_inner, d_state = 1)
+    assert {k: v.shape for k, v in sd.items()} == {
+        "gate_proj.weight": (6, 3), "gate_proj.bias": (6,), "in_proj.weight": (6, 3), "in_proj.bias": (6,),
+        "conv1d.weight": (6, 1, 3), "conv1d.bias": (6,), "recurrent_gate_proj.weight": (6, 6),
+        "recurrent_gate_proj.bias": (6,), "input_gate_proj.weight": (6, 6), "input_gate_proj.bias": (6,),
+        "a_log": (6, 1), "out_proj.weight": (3, 6), "out_proj.bias": (3,),
+    }
+    # nn.Linear computes x @ W.T: the reference's [in, out] gate matrix is that weight transposed
+    x = np.random.default_rng(0).standard_normal(6)
+    np.testing.assert_allclose(sd["input_gate_proj.weight"] @ x, x @ ref.params.input_gate_weight[0], rtol=1e-14)
+    # lrnnx's a = sigmoid(a_log) is the reference's sigmoid(-a_param)
+    np.testing.assert_allclose(1 / (1 + np.exp(-sd["a_log"][:, 0])), 1 / (1 + np.exp(ref.params.a_param)))
+    _params_equal(converters.lrnnx_rglru_state_dict_to_reference(sd, ref.config), ref.params)
+
+
+def test_lrnnx_rglru_needs_one_head():
+    ref = reference.models.RGLRU(2, 4, seed=0, num_heads=2)
+    with pytest.raises(ValueError, match="only num_heads = 1 converts"):
+        converters.reference_to_lrnnx_rglru_state_dict(ref.params)
+    with pytest.raises(ValueError, match="num_heads = 1; got 2"):
+        converters.lrnnx_rglru_state_dict_to_reference({}, ref.config)

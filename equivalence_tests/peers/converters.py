@@ -41,6 +41,17 @@ stored: the reference S5 with ``conj_sym=False``)::
 
 the reference ``S5Params`` Lambda_re + i Lambda_im, B_tilde, C_tilde, D, log_step.
 
+lrnnx's RG-LRU block (``lrnnx.models.ltv.RGLRU`` 1.0.0.post1 with ``bias=True``; D = expand * d_model; dense gates,
+so only the reference's ``num_heads=1``)::
+
+    gate_proj.weight (D, H), .bias (D,)      <-> linear_y_weight, linear_y_bias (the GELU branch)
+    in_proj.weight (D, H), .bias (D,)        <-> linear_x_weight, linear_x_bias
+    conv1d.weight (D, 1, W), conv1d.bias (D,) <-> conv_1d_weight (W, D) (transposed), conv_1d_bias
+    recurrent_gate_proj.weight (D, D) (out, in), .bias (D,) <-> a_gate_weight (1, D, D) [head, in, out], a_gate_bias
+    input_gate_proj.weight (D, D), .bias (D,)  <-> input_gate_weight, input_gate_bias (the same layouts)
+    a_log (D, 1): a = sigmoid(a_log)          <-> a_param = -a_log (the reference's a = sigmoid(-a_param))
+    out_proj.weight (H, D), .bias (H,)        <-> linear_out_weight, linear_out_bias
+
 lrnnx's LRU (``lrnnx.models.lti.LRU`` 1.0.0.post1; N = d_state)::
 
     nu_log (N,), theta_log (N,), gamma_log (N,), B_re, B_im (N, H), C_re, C_im (H, N), D (H,)
@@ -62,10 +73,12 @@ __all__ = [
     "load_lrnnx_lru_state_dict",
     "load_mamba_state_dict",
     "lrnnx_lru_state_dict_to_reference",
+    "lrnnx_rglru_state_dict_to_reference",
     "load_recurrentgemma_state_dict",
     "mamba_state_dict_to_reference",
     "recurrentgemma_state_dict_to_reference",
     "reference_to_lrnnx_lru_state_dict",
+    "reference_to_lrnnx_rglru_state_dict",
     "reference_to_s5_pytorch_state_dict",
     "s5_pytorch_state_dict_to_reference",
     "reference_to_mamba_state_dict",
@@ -392,3 +405,64 @@ def reference_to_s5_pytorch_state_dict(params) -> dict[str, np.ndarray]:
         "seq.D": np.asarray(params.D, dtype=np.float64),
         "seq.log_step": np.asarray(params.log_step, dtype=np.float64),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# lrnnx's RG-LRU
+# ------------------------------------------------------------------------------------------------
+
+
+def _rglru_sizes(config):
+    config = _config(config)
+    try:
+        H = int(config["d_model"])
+    except KeyError:
+        raise ValueError("config: missing 'd_model' (expected a reference RGLRU's config)") from None
+    D, heads, W = int(config.get("d_state") or H), int(config.get("num_heads", 1)), int(config.get("conv1d_width", 4))
+    if heads != 1:
+        raise ValueError(f"config: lrnnx's RG-LRU has dense gates, the reference's num_heads = 1; got {heads}")
+    return H, D, W
+
+
+def lrnnx_rglru_state_dict_to_reference(state_dict, config):
+    """An lrnnx ``RGLRU`` state dict (built with ``bias=True``; keys in the module docstring) -> the reference's
+    ``RGLRUParams`` (num_heads = 1)."""
+    from reference.models.ltv.rglru import RGLRUParams
+
+    H, D, W = _rglru_sizes(config)
+    shapes = {
+        "gate_proj.weight": (D, H), "gate_proj.bias": (D,), "in_proj.weight": (D, H), "in_proj.bias": (D,),
+        "conv1d.weight": (D, 1, W), "conv1d.bias": (D,), "recurrent_gate_proj.weight": (D, D),
+        "recurrent_gate_proj.bias": (D,), "input_gate_proj.weight": (D, D), "input_gate_proj.bias": (D,),
+        "a_log": (D, 1), "out_proj.weight": (H, D), "out_proj.bias": (H,),
+    }
+    sd = _read(state_dict, shapes, {})
+    return RGLRUParams(
+        linear_x_weight=sd["in_proj.weight"], linear_x_bias=sd["in_proj.bias"],
+        linear_y_weight=sd["gate_proj.weight"], linear_y_bias=sd["gate_proj.bias"],
+        conv_1d_weight=sd["conv1d.weight"][:, 0, :].T.copy(), conv_1d_bias=sd["conv1d.bias"],  # (W, D)
+        a_param=-sd["a_log"][:, 0],
+        input_gate_weight=sd["input_gate_proj.weight"].T[None].copy(),  # (1, D_in, D_out)
+        input_gate_bias=sd["input_gate_proj.bias"][None],
+        a_gate_weight=sd["recurrent_gate_proj.weight"].T[None].copy(), a_gate_bias=sd["recurrent_gate_proj.bias"][None],
+        linear_out_weight=sd["out_proj.weight"], linear_out_bias=sd["out_proj.bias"],
+    )
+
+
+def reference_to_lrnnx_rglru_state_dict(params) -> dict[str, np.ndarray]:
+    """The inverse of ``lrnnx_rglru_state_dict_to_reference`` (num_heads must be 1)."""
+    p = params
+    if np.shape(p.input_gate_weight)[0] != 1:
+        raise ValueError("params.input_gate_weight: lrnnx's RG-LRU has dense gates; only num_heads = 1 converts")
+    sd = {
+        "gate_proj.weight": p.linear_y_weight, "gate_proj.bias": p.linear_y_bias,
+        "in_proj.weight": p.linear_x_weight, "in_proj.bias": p.linear_x_bias,
+        "conv1d.weight": np.asarray(p.conv_1d_weight).T[:, None, :],  # (D, 1, W)
+        "conv1d.bias": p.conv_1d_bias,
+        "recurrent_gate_proj.weight": np.asarray(p.a_gate_weight)[0].T, "recurrent_gate_proj.bias": p.a_gate_bias[0],
+        "input_gate_proj.weight": np.asarray(p.input_gate_weight)[0].T,
+        "input_gate_proj.bias": p.input_gate_bias[0],
+        "a_log": -np.asarray(p.a_param)[:, None],  # (D, 1)
+        "out_proj.weight": p.linear_out_weight, "out_proj.bias": p.linear_out_bias,
+    }
+    return {k: np.array(v, dtype=np.float64) for k, v in sd.items()}

@@ -76,6 +76,25 @@ _S5PT_D = (
     "stops at the first field that does not, so log_step was not compared."
 )
 
+_LRNNX_RG_CACHE = (
+    "Real defect of lrnnx 1.0.0.post1, `lrnnx/models/ltv/rglru.py::RGLRU.forward` (non-fused path): it fills the "
+    "inference cache with `conv_state.copy_(F.pad(x, ...))` after `x = self.conv1d(x)`, so the cache holds the last "
+    "W convolution outputs, while `RGLRU.step` treats conv_state as the last W inputs (it rolls the new input in and "
+    "convolves the window). A causal width-W convolution must carry its W − 1 previous inputs (Griffin, De et al. "
+    "2024, Figure 2; reference/README.md §RG-LRU; lrnnx's own Mamba.forward caches before its convolution). So a "
+    "decoding step after a prefill forward is wrong: a direct run (H = D = 2, W = 3) gives |forward(5) then "
+    "step − forward(6)| = 6e-4 on outputs of size 0.02, while a step loop from the zero state equals forward "
+    "(2e-10)."
+)
+
+_LRNNX_RG_INIT = (
+    "Real deviation of lrnnx 1.0.0.post1's RG-LRU initialization from Griffin/RecurrentGemma (reference/README.md "
+    "§RG-LRU and §Other-libraries): torch's default Linear/Conv1d initializations instead of N(0, 1/H) projections, "
+    "a N(0, 0.01/W) convolution and zero gate biases, and a = sigmoid(a_log) with a_log = log U[0.9, 0.999], so "
+    "a = a_0/(1 + a_0) ∈ [0.47, 0.50] at initialization where Griffin draws a² ~ U[0.9², 0.999²] (a ∈ [0.9, "
+    "0.999]). The property reports the first field, in the reference's order, that differs."
+)
+
 EXPLANATIONS: dict[tuple[str, str], str] = {
     ("LrnnxDiscretization", "discretize_matches_reference"): _LRNNX_BILINEAR + " (Its async rule is wrong too: "
     "see async_gaps_add_up.)",
@@ -94,6 +113,8 @@ EXPLANATIONS: dict[tuple[str, str], str] = {
         "batch_rows_are_independent", "impulse_response_matches_scipy_dimpulse",
         "input_gradient_matches_fast_float64", "parameter_gradients_match_fast_float64",
     )},
+    ("LrnnxRGLRU", "final_state_matches_reference"): _LRNNX_RG_CACHE,
+    ("LrnnxRGLRU", "init_matches_reference"): _LRNNX_RG_INIT,
     ("MambapyMamba", "step_matches_forward"): _MAMBAPY_CONV1,
     ("MambapyMamba64", "step_matches_forward"): _MAMBAPY_CONV1 + " (The float64 module's A/D downcast, below, "
     "would fail this property too at float64 tolerance; the shrunk example shows the larger defect.)",
@@ -113,8 +134,10 @@ FINDINGS: dict[str, str] = {
     "lrnnx": (
         "its `core/discretization.py` bilinear rule discretizes −A (a stable system becomes unstable, the DC gain "
         "flips sign) and its async rule scales the input by the gap; its LTI FFT convolution is single precision "
-        "whatever the model's dtype (a float64 LRU is off by ~1e-8 or raises); its `selective_scan_ref` (all five "
-        "rules), Mamba (mamba/zoh/bilinear/dirac, float32) and float32 LRU pass every property they support."
+        "whatever the model's dtype (a float64 LRU is off by ~1e-8 or raises); its RG-LRU caches the convolution's "
+        "outputs instead of its inputs (a decoding step after a prefill is wrong) and initializes a in [0.47, 0.50]; "
+        "its `selective_scan_ref` (all five rules), Mamba (mamba/zoh/bilinear/dirac, float32) and float32 LRU pass "
+        "every property they support."
     ),
     "mamba-ssm": (
         "`selective_scan_ref` and the `Mamba` module (non-fused path, float32) pass every property they support; "

@@ -23,6 +23,11 @@ into a stub raises. Then:
   step for A; reference/README.md §Mamba): inputs with event gaps are unsupported.
 - ``LrnnxLRU`` / ``LrnnxLRU64``: ``lrnnx.models.lti.LRU`` (no CUDA path at all: ``opt_ssm_forward``, FFT
   convolution), in float32 and as a float64 module (``.double()``).
+- ``LrnnxRGLRU``: ``lrnnx.models.ltv.RGLRU`` (``bias=True`` so that it holds every bias of the reference block,
+  ``use_fast_path=False``); during each call its module globals ``rglru_scan_fn`` (CUDA) and
+  ``selective_state_update`` (Triton) are rebound to ``lrnnx.ops.rglru_scan.rglru_scan_ref`` (same signature) and
+  None. Its gates are dense and it never resets, so ``options`` hold the reference to ``num_heads=1``,
+  ``segment_reset=False``; its width is ``expand * d_model``. float32. Its erf-GELU is a declared deviation.
 
 On a CUDA machine with the extensions built, nothing is stubbed or rebound (the same adapters then run the CUDA
 selective scan inside ``Mamba``).
@@ -30,9 +35,8 @@ selective scan inside ``Mamba``).
 Not covered, and why: lrnnx's S4 and S4D are whole S4 blocks (GELU, a GLU output projection, dropout) around
 the kernel, not the SSM core the reference models, and their parameters live in the S4 kernel machinery;
 lrnnx's LTI S5 is a different parametrization (real B, a dense (H, H) D, no HiPPO initialization) whose
-parameters the reference's S5 cannot hold; its RG-LRU differs from RecurrentGemma's (dense gates, another a
-initialization, erf-GELU; reference/README.md §RG-LRU); its Centaurus, LTV S5 and S7 run only through the
-stubbed CUDA scans or have their own layouts, not mapped here yet.
+parameters the reference's S5 cannot hold; its Centaurus (another eigenvalue parametrization), LTV S5 and S7
+(their own layouts and scans; reference/README.md §Other-libraries) are not mapped here yet.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ from equivalence_tests.peers._loading import extension_built, parameter_gradient
 PEER = "lrnnx"
 VERSION = "1.0.0.post1"
 
-__all__ = ["LrnnxDiscretization", "LrnnxSelectiveScanRef", "LrnnxMamba", "LrnnxLRU", "LrnnxLRU64", "ADAPTERS",
-           "load"]
+__all__ = ["LrnnxDiscretization", "LrnnxSelectiveScanRef", "LrnnxMamba", "LrnnxLRU", "LrnnxLRU64", "LrnnxRGLRU",
+           "ADAPTERS", "load"]
 
 
 def load():
@@ -67,6 +71,8 @@ def load():
         selective_scan=importlib.import_module("lrnnx.ops.selective_scan"),
         mamba=importlib.import_module("lrnnx.models.ltv.mamba"),
         lru=importlib.import_module("lrnnx.models.lti.lru"),
+        rglru=importlib.import_module("lrnnx.models.ltv.rglru"),
+        rglru_scan=importlib.import_module("lrnnx.ops.rglru_scan"),
     )
     ns.kernels = extension_built("selective_scan_cuda") and torch.cuda.is_available()
     return ns
@@ -357,4 +363,126 @@ class LrnnxLRU64(LrnnxLRU):
     dtype = "float64"
 
 
-ADAPTERS = (LrnnxDiscretization, LrnnxSelectiveScanRef, LrnnxMamba, LrnnxLRU, LrnnxLRU64)
+_ERF_GELU = (
+    "documented deviation: lrnnx's RG-LRU block applies torch's exact (erf) GELU to its gate branch "
+    "(`F.gelu(self.gate_proj(x))` in lrnnx/models/ltv/rglru.py), where Griffin and RecurrentGemma use the tanh "
+    "approximation (reference/README.md §RG-LRU); outputs differ by up to ~1e-3 of the gate"
+)
+
+
+class LrnnxRGLRU(cf.ModelAdapter):
+    """``lrnnx.models.ltv.RGLRU`` (non-fused path, float32; the reference with one head and no segment reset)."""
+
+    model = "RGLRU"
+    options = {"num_heads": 1, "segment_reset": False}
+    dtype = "float32"
+    expected_failures = {name: _ERF_GELU for name in (
+        "forward_matches_reference", "input_gradient_matches_fast_float64", "parameter_gradients_match_fast_float64",
+    )}
+
+    def _new(self, config, bias=True):
+        import torch
+
+        H, D = config["d_model"], config["d_state"]
+        if D % H:
+            raise cf.Unsupported(f"lrnnx's RG-LRU width is expand * d_model with an integer expand: {D} is not a "
+                                 f"multiple of d_model = {H}")
+        ns = load()
+        return ns.rglru.RGLRU(H, d_conv=config["conv1d_width"], expand=D // H, c=config["c"],
+                              a_init_range=(config["min_rad"], config["max_rad"]), conv_bias=True, bias=bias,
+                              use_fast_path=False, layer_idx=0, dtype=torch.float32)
+
+    def build(self, ref):
+        import torch
+
+        module = self._new(ref.config)
+        module.reference_config = dict(ref.config)  # for grad_params' converter
+        sd = converters.reference_to_lrnnx_rglru_state_dict(ref.params)
+        module.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
+        return module.eval()
+
+    @contextlib.contextmanager
+    def _cpu_paths(self):
+        ns = load()
+        if ns.kernels:
+            yield
+            return
+        with replaced(ns.rglru, "rglru_scan_fn", ns.rglru_scan.rglru_scan_ref), replaced(
+            ns.rglru, "selective_state_update", None
+        ):
+            yield
+
+    def _t(self, x):
+        import torch
+
+        return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+    def forward(self, impl, u, *, initial_state=None, integration_timesteps=None):
+        import torch
+
+        if integration_timesteps is not None:
+            raise cf.Unsupported("lrnnx's RG-LRU takes no integration_timesteps")
+        if initial_state is not None:
+            raise cf.Unsupported("lrnnx's RGLRU.forward always starts from the zero state (only step continues one)")
+        u_t = self._t(u)
+        cache = impl.allocate_inference_cache(u_t.shape[0], 1)
+        with torch.no_grad(), self._cpu_paths():
+            y = impl(u_t, inference_cache=cache)  # (B, L, H)
+        return _np(y), (cache, u_t.shape[1])  # the cache and the tokens seen (the reference's next position)
+
+    def step(self, impl, u_t, state, *, integration_timesteps=None):
+        import torch
+
+        if integration_timesteps is not None:
+            raise cf.Unsupported("lrnnx's RG-LRU takes no integration_timesteps")
+        cache, seen = state
+        cache = {k: (v.clone() if hasattr(v, "clone") else v) for k, v in cache.items()}  # step works in place
+        with torch.no_grad(), self._cpu_paths():
+            y, cache = impl.step(self._t(u_t)[:, None, :], cache)
+        return _np(y[:, 0]), (cache, seen + 1)
+
+    def initial_state(self, impl, batch_size):
+        return impl.allocate_inference_cache(batch_size, 1), 0
+
+    def state_to_reference(self, impl, state):
+        from reference.models.ltv.rglru import RGLRUState
+
+        cache, seen = state
+        conv = _np(cache["conv_state"])  # (B, D, W): the last W inputs, newest last
+        B = conv.shape[0]
+        return RGLRUState(conv[:, :, 1:].transpose(0, 2, 1), _np(cache["lrnn_state"])[..., 0],
+                          np.full(B, seen, dtype=np.int64))
+
+    def initial_params(self, ref, seed):
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self._new(ref.config, bias=False)  # lrnnx's default: no projection biases (zeros)
+        sd = dict(module.state_dict())
+        for name, rows in (("gate_proj.bias", module.d_inner), ("in_proj.bias", module.d_inner),
+                           ("out_proj.bias", module.d_model)):
+            sd[name] = torch.zeros(rows)
+        return converters.lrnnx_rglru_state_dict_to_reference(sd, ref.config)
+
+    def grad_input(self, impl, u, grad_y, *, integration_timesteps=None):
+        if integration_timesteps is not None:
+            raise cf.Unsupported("lrnnx's RG-LRU takes no integration_timesteps")
+        ut = self._t(u).requires_grad_(True)
+        with self._cpu_paths():
+            y = impl(ut)
+        (y * self._t(grad_y)).sum().backward()
+        return _np(ut.grad)
+
+    def grad_params(self, impl, u, grad_y, *, integration_timesteps=None):
+        if integration_timesteps is not None:
+            raise cf.Unsupported("lrnnx's RG-LRU takes no integration_timesteps")
+        impl.zero_grad()
+        with self._cpu_paths():
+            y = impl(self._t(u))
+        (y * self._t(grad_y)).sum().backward()
+        config = impl.reference_config
+        return parameter_gradients(impl, lambda sd: converters.lrnnx_rglru_state_dict_to_reference(sd, config))
+
+
+ADAPTERS = (LrnnxDiscretization, LrnnxSelectiveScanRef, LrnnxMamba, LrnnxLRU, LrnnxLRU64, LrnnxRGLRU)

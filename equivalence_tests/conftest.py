@@ -12,7 +12,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 # Triton runs on a CPU machine only in interpreter mode, which must be chosen before the first
-# `import triton` in the process (DESIGN.md §4).
+# `import triton` in the process.
 if "TRITON_INTERPRET" not in os.environ:
     try:
         import torch

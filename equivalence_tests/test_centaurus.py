@@ -1,4 +1,5 @@
-"""Centaurus-specific checks (EQUATIONS.md §7, §1.5; §11 item 16): the official initialization and
+"""Centaurus-specific checks (reference/README.md §Centaurus, §mamba-rule; §Identities 16): the official
+initialization and
 kernel formulas of every mode, every contraction order against the others, `full` with one channel
 against scipy.signal.lfilter, the damped-cosine basis, chunked streaming, the four discretizations
 (really different, and zoh / bilinear equal to scipy's cont2discrete of the realified system), and the

@@ -1,5 +1,5 @@
 """reference.discretize / discretize_diagonal against scipy, matrix exponentials and identities
-(EQUATIONS.md §1 and §11, items 1-8)."""
+(reference/README.md §zoh to §async, and §Identities 1-8)."""
 
 from __future__ import annotations
 

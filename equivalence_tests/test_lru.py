@@ -1,4 +1,4 @@
-"""LRU-specific checks (EQUATIONS.md §6; §11 items 15, 22): the ring initialization and its
+"""LRU-specific checks (reference/README.md §LRU; §Identities 15, 23): the ring initialization and its
 distribution, the gamma normalization (variance preservation), and the continuous-time reading behind
 the zoh / bilinear / dirac options. The generic LTI checks are in the common LTI test file."""
 

@@ -1,6 +1,6 @@
 """The reference Mamba block: forward == step == chunked forward, causality, the official equations written
 out as loops (state-spaces/mamba ``mamba_simple.py`` + ``selective_scan_ref``), the official init, and
-every discretization, with and without integration_timesteps (EQUATIONS.md §8, §11 items 17, 24, 25)."""
+every discretization, with and without integration_timesteps (reference/README.md §Mamba, §Identities 17, 19, 21)."""
 
 from __future__ import annotations
 

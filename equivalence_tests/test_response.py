@@ -1,5 +1,5 @@
 """Kernels, impulse and frequency responses against scipy.signal.dlti, dimpulse, dfreqresp and brute
-force (DESIGN.md §2, EQUATIONS.md §0.2 and §11 items 10-12)."""
+force (reference/README.md §Conventions and §Identities 10-12)."""
 
 from __future__ import annotations
 

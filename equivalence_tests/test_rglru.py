@@ -1,7 +1,7 @@
 """The reference RG-LRU and Griffin's recurrent block: forward == step == chunked forward, causality,
 RecurrentGemma's equations written out as loops, the segment reset, r_t = 0 keeps the state, the
-normalization keeps the stationary variance, and irregular timesteps (EQUATIONS.md §9, §11 items 15, 17,
-21, 24)."""
+normalization keeps the stationary variance, and irregular timesteps (reference/README.md §RG-LRU, §Identities 15, 17,
+19, 20)."""
 
 from __future__ import annotations
 
@@ -194,7 +194,8 @@ def test_rglru_layer_resets_where_segment_pos_is_zero(setup, data):
 
 @given(rglru_setups(segment_reset=st.just(False)), st.data())
 def test_rglru_without_segment_reset_ignores_segment_pos_and_normalizes_every_step(setup, data):
-    # lrnnx's form (FLAG D15): no reset; the first step from a zero state is sqrt(1 - a_0^2) i_0 x_0.
+    # lrnnx's form (reference/README.md §Other-libraries): no reset; the first step from a zero state is
+    # sqrt(1 - a_0^2) i_0 x_0.
     model, _, _ = setup
     rng = np.random.default_rng(data.draw(seeds))
     Bsz, L, D = data.draw(st.integers(1, 3)), data.draw(model_lengths), model.lru_width
@@ -214,7 +215,8 @@ def test_rglru_default_layer_call_is_one_document_from_t0():
 
 @given(rglru_setups(), st.data())
 def test_rglru_with_recurrence_gate_zero_keeps_the_state_exactly(setup, data):
-    # r_t = 0 gives a_t = a^0 = 1 and sqrt(1 - a_t^2) = 0: h_t = h_{t-1} bit for bit (EQUATIONS.md §11.21).
+    # r_t = 0 gives a_t = a^0 = 1 and sqrt(1 - a_t^2) = 0: h_t = h_{t-1} bit for bit
+    # (reference/README.md §Identities 20).
     model, u, tau = setup
     model.params.a_gate_weight[:] = 0.0
     model.params.a_gate_bias[:] = -1e300  # sigmoid(-1e300) == 0.0 exactly in float64
@@ -231,7 +233,8 @@ def test_rglru_with_recurrence_gate_zero_keeps_the_state_exactly(setup, data):
 @pytest.mark.parametrize("segment_reset", [True, False])
 def test_rglru_normalization_keeps_the_stationary_variance_of_the_gated_input(segment_reset):
     # Fixed gates (zero gate weights): h_t = a h_{t-1} + sqrt(1 - a^2) i x_t with i.i.d. x ~ N(0, 1) has
-    # stationary variance i^2 (EQUATIONS.md §11.21). With the reset, h_0 = i x_0 already has it, so every t
+    # stationary variance i^2 (reference/README.md §Identities 20). With the reset, h_0 = i x_0 already has it,
+    # so every t
     # does; without it, var h_t = i^2 (1 - a^{2(t+1)}) reaches it after a burn-in. Checked on n = 4000
     # independent sequences: a sample variance has relative standard deviation sqrt(2 / (n - 1)); the bound
     # is 5 of those. (Without the normalization the variance would be i^2 / (1 - a^2) >= 1.7 i^2 here.)

@@ -1,4 +1,4 @@
-"""S4-specific checks (EQUATIONS.md §2.1-2.2, §3; §11 items 11-14): the Cauchy + Woodbury kernel and
+"""S4-specific checks (reference/README.md §HiPPO, §S4; §Identities 11-14): the Cauchy + Woodbury kernel and
 the resolvent kernel against dense matrix powers of scipy-discretized systems, the C-tilde identity of
 the truncated generating function, the HiPPO-LegS identities behind the initialization, the stored half
 against the full conjugate-paired system (and the O(N) linear step), and bad options. The generic LTI
@@ -125,7 +125,7 @@ def test_s4_init_is_the_conjugate_paired_diagonalized_hippo_legs(H, N, seed):
     for h, A_f in enumerate(model.state_matrix()):
         assert_close(V_f @ A_f @ V_f.conj().T, A_legs, "float64", f"channel {h}: V_f A_f V_f^* = A_legs")
         assert_close(V_f @ B_f[h], B_legs, "float64", f"channel {h}: V_f B_f = B_legs")
-    clipped = S4(H, N, seed=seed)  # default B_clip = 2.0 (FLAG D5)
+    clipped = S4(H, N, seed=seed)  # default B_clip = 2.0 (reference/README.md §S4)
     half = B_tilde[: N // 2]
     assert_close(clipped.params.B, np.tile(half.real + 1j * np.clip(half.imag, -2, 2), (H, 1)), "float64",
                  "B = Re B_tilde + i clip(Im B_tilde, -2, 2)")

@@ -1,4 +1,4 @@
-"""S4D-specific checks (EQUATIONS.md §2.3, §4; §11 items 11, 13, 15): the initialization formulas,
+"""S4D-specific checks (reference/README.md §S4D; §Identities 11, 13, 15): the initialization formulas,
 the Vandermonde kernel against brute-force powers, and the stored half with its 2 Re readout against
 the full conjugate-paired system. The generic LTI checks (modes agree, responses vs scipy, ...) are in
 the common LTI test file."""

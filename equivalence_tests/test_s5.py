@@ -1,4 +1,4 @@
-"""S5-specific checks (EQUATIONS.md §2, §5; §11 items 9, 11, 13, 14): the block-diagonal HiPPO-N
+"""S5-specific checks (reference/README.md §HiPPO, §S5; §Identities 9, 11, 13, 14, 21): the block-diagonal HiPPO-N
 initialization, the stored half with its 2 Re readout against the full conjugate-paired system, the
 MIMO kernel against brute-force powers, conj_sym=False, and the (non-causal) bidirectional variant.
 The generic LTI checks (modes agree, responses vs scipy, ...) are in the common LTI test file."""

@@ -1,4 +1,4 @@
-"""The reference S7 (official-code definition, EQUATIONS.md §10.1): forward == step == chunked forward,
+"""The reference S7 (official-code definition, reference/README.md §S7): forward == step == chunked forward,
 causality, the official discretize_zoh / discretize_dirac / discretize_async written out, the LTI S5-style
 system it reduces to when the selection is switched off, the event identities (§1.4, §11 items 7, 25)
 and the HiPPO-N init, for every discretization."""

@@ -1,5 +1,5 @@
 """linear_scan (the definition) == associative_scan == scipy.signal.lfilter; causal_conv == fft_conv ==
-lfilter (EQUATIONS.md §0.5, §0.6)."""
+lfilter (reference/README.md §Scan, §Convolution)."""
 
 from __future__ import annotations
 

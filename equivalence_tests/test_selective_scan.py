@@ -1,6 +1,6 @@
 """reference.selective_scan (Mamba's selective SSM) against an explicit loop, the LTI S4D-real system it
-reduces to when dt, B and C do not depend on the token, and the limits and identities of EQUATIONS.md
-§1.4, §11 (items 6, 7, 17, 20, 24, 25)."""
+reduces to when dt, B and C do not depend on the token, and the limits and identities of reference/README.md
+§async, §Identities 6, 7, 17, 22, 19, 21."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def random_problem(seed, Bsz, L, D, N, method, *, with_gaps=False):
 
 
 def rule(method, lam, dt, tau):
-    """(a_bar, gamma) for one eigenvalue, step and gap, written out from EQUATIONS.md §1 (not the library)."""
+    """(a_bar, gamma) for one eigenvalue, step and gap, written out from reference/README.md §zoh to §async
+    (not the library)."""
     step = dt * tau
     if method == "mamba":
         return np.exp(step * lam), step
@@ -113,7 +114,7 @@ def test_selective_scan_with_fixed_dt_B_C_matches_lti_s4d_real_oracle(seed, Bsz,
 
 @given(seeds, sizes, lengths, sizes, sizes, st.sampled_from(METHODS))
 def test_selective_scan_with_dt_to_zero_keeps_the_state(seed, Bsz, L, D, N, method):
-    # a_bar -> 1 and B_bar -> 0 as dt -> 0 (EQUATIONS.md §11.6). Dirac injects B whatever dt (gamma = 1),
+    # a_bar -> 1 and B_bar -> 0 as dt -> 0 (reference/README.md §Identities 6). Dirac injects B whatever dt (gamma = 1),
     # so for dirac the claim is made with zero input.
     args, tau, x0 = random_problem(seed, Bsz, L, D, N, method)
     args["dt"] = np.full((Bsz, L, D), 1e-14)

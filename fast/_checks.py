@@ -231,7 +231,7 @@ def broadcast(shapes: dict[str, tuple], what: str) -> torch.Size:
 
 
 def resolve_backend(backend, what: str, tensors=(), *, no_kernel: str | None = None) -> str:
-    """The backend that runs ``what``: ``"torch"`` or ``"triton"`` (DESIGN.md §3).
+    """The backend that runs ``what``: ``"torch"`` or ``"triton"`` (Triton on CUDA tensors, torch otherwise).
 
     * ``"torch"``: the torch code, on any device.
     * ``"triton"``: the Triton kernels. Refused with a ``ValueError`` when ``what`` has no kernel

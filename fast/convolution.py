@@ -8,7 +8,7 @@ Glossary: ``u`` input ``(B, L, H_in)``, ``K`` kernel, ``L_K`` its number of taps
 Two layouts of ``K``, as in the reference: depthwise ``(L_K, H)`` (channel h filtered by K[:, h]; S4,
 S4D) and full ``(L_K, H_out, H_in)`` (y_k = sum_l K_l @ u_{k-l}; S5, LRU, ...). Both sequences are
 zero-padded to n >= L + L_K - 1 so that the circular convolution of the FFT is the linear one
-(EQUATIONS.md §0.6); real inputs use ``rfft``/``irfft``, complex ones ``fft``/``ifft``.
+(reference/README.md §Convolution); real inputs use ``rfft``/``irfft``, complex ones ``fft``/``ifft``.
 
 ``fft_conv`` is the checked public entry; the fast models call its pieces (``fft_length``, the kernel
 spectra, ``conv_depthwise``, ``conv_full``, ``conv_projected``) so that eval mode can cache a kernel's

@@ -2,14 +2,14 @@
 
     x_k = A_bar x_{k-1} + B_bar u_k          (x_{-1} = 0; the input enters before the readout)
 
-Glossary (code name -> symbol in the papers and in EQUATIONS.md §1):
+Glossary (code name -> symbol in the papers and in reference/README.md §zoh to §async):
 
     A, Lambda   A (dense, N x N) or its eigenvalues lambda (diagonal A = diag(Lambda))
     B           B, the input matrix (N, H) or one input vector (N,)
     dt          Delta, the step size (scalar, one per system, or one per state)
     A_bar       A-bar, the state transition of one step; a_bar for a diagonal A
     gamma       gamma-bar, the input normalizer of a diagonal system: B_bar = gamma * B
-    tau         integration_timesteps, the per-event gap of an event stream (EQUATIONS.md §1.4)
+    tau         integration_timesteps, the per-event gap of an event stream (reference/README.md §async)
 
 The rules (one eigenvalue lambda, step Delta; a dense A uses the matrix functions) are those of the
 reference module docstring: zoh, bilinear, dirac, mamba and async, with the same per-state ``dt``

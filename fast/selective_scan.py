@@ -8,7 +8,7 @@ For every batch element b, channel d and state n (D channels, N states per chann
     y[t, d]   *= SiLU(z[t, d])                                                    (when z is given)
 
 Glossary (code name -> symbol in Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State
-Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
+Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; reference/README.md §Mamba):
 
     u       x, the input of the SSM                                        (B, L, D)
     dt      Delta, used as given (softplus and bias belong to the layer)   (B, L, D)
@@ -16,7 +16,7 @@ Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
     B, C    the token's input and output matrices s_B(x), s_C(x)           (B, L, N)
     D       the skip term                                                  (D,)
     z       the gate branch                                                (B, L, D)
-    tau     integration_timesteps, the gap before each event (EQUATIONS.md §1.4)
+    tau     integration_timesteps, the gap before each event (reference/README.md §async)
     T       the chunk size (steps per chunk); h the state carried from one chunk to the next (B, D, N)
 
 Algorithm. The reference discretizes the whole sequence at once, which holds a ``(B, L, D, N)`` tensor.

@@ -8,7 +8,7 @@ Two layouts of the kernel ``K``:
 * full ``(L_K, H_out, H_in)``: a matrix kernel, y_k = sum_l K_l @ u_{k-l}          (S5, LRU, ...).
 
 ``causal_conv`` is the definition (a double sum). ``fft_conv`` uses the convolution theorem
-(EQUATIONS.md §0.6): zero-pad both sequences to n >= L + L_K - 1 so that the circular convolution
+(reference/README.md §Convolution): zero-pad both sequences to n >= L + L_K - 1 so that the circular convolution
 of the FFT equals the linear one, multiply the spectra, transform back, keep the first L samples.
 """
 

@@ -1,7 +1,7 @@
 """Initializations shared by several models: HiPPO-LegS, its normal-plus-low-rank diagonalization,
 step sizes and the inverse softplus. Everything is float64 / complex128 and done once.
 
-Glossary (EQUATIONS.md §2):
+Glossary (reference/README.md §HiPPO):
     A_legs, B_legs   HiPPO-LegS matrices (continuous time)
     P                the rank-1 correction: S = A_legs + P P^T is normal (-1/2 I + skew-symmetric)
     Lambda           eigenvalues of S: -1/2 + i * Im, in conjugate pairs

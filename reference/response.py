@@ -1,4 +1,4 @@
-"""Responses of a discrete LTI system in the ML convention (EQUATIONS.md §0.2):
+"""Responses of a discrete LTI system in the ML convention (reference/README.md §Conventions):
 
     x_k = A_bar x_{k-1} + B_bar u_k,   y_k = C x_k + D u_k,   x_{-1} = 0.
 

@@ -7,7 +7,7 @@ Glossary: ``a`` = a-bar_k (the per-step decay, elementwise), ``b`` = B-bar_k u_k
 independent lanes (channels, states).
 
 ``linear_scan`` is the definition: one step after another. ``associative_scan`` computes the same
-thing with the operator of EQUATIONS.md §0.5 (S5 and LRU papers),
+thing with the operator of reference/README.md §Scan (S5 and LRU papers),
 
     (a_i, b_i) • (a_j, b_j) = (a_j a_i,  a_j b_i + b_j)       (i earlier than j),
 

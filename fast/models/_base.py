@@ -1,7 +1,7 @@
 """What every fast model shares: the constructor, parameters copied from (and back into) its reference twin,
 stored so that torch keeps them.
 
-Initialization is math done once, in float64, by the reference model (DESIGN.md §1: fast may import
+Initialization is math done once, in float64, by the reference model (the layout rule: fast may import
 reference for parameter containers and init, never for computation). A fast model therefore builds its
 reference twin with the same arguments and copies ``ref.params`` into ``nn.Parameter``s of the same names.
 

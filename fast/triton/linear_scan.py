@@ -13,7 +13,7 @@ part at ``2e + 1``): Triton has no complex dtype.
 Forward kernel, one program per (batch row, block of ``BLOCK_F`` lanes), walking along L one chunk at a time:
 
 1. load a ``(T, BLOCK_F)`` tile of ``a`` and ``b`` (rows past L are identity steps: a = 1, b = 0);
-2. scan the tile along time with ``tl.associative_scan`` and the operator of EQUATIONS.md §0.5,
+2. scan the tile along time with ``tl.associative_scan`` and the operator of reference/README.md §Scan,
    ``(a_i, b_i) • (a_j, b_j) = (a_j a_i, a_j b_i + b_j)``: it gives, for every row, the product of the decays
    since the chunk start ``P_t`` and the state reached from a zero state ``X_t``;
 3. ``x_t = X_t + P_t h`` with the state ``h`` carried in registers from the previous chunk; store ``x``;
@@ -52,7 +52,7 @@ DEFAULT_CHUNK_SIZE = 32
 #: Lanes per program (columns of a tile). Untuned, as above.
 DEFAULT_BLOCK_SIZE = 64
 
-# Bound by _kernels() on first use: Triton is imported lazily (DESIGN.md §3).
+# Bound by _kernels() on first use: Triton is imported lazily (``import fast`` never imports it).
 triton = None
 tl = None
 

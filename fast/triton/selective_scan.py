@@ -2,11 +2,11 @@
 
 For every batch row b, channel d and state n (D channels, N states per channel):
 
-    A_bar[t, d, n], B_bar[t, d, n] = rule(A[d, n], dt[t, d], tau[t])         (any LTV rule, DESIGN.md §3)
+    A_bar[t, d, n], B_bar[t, d, n] = rule(A[d, n], dt[t, d], tau[t])         (any LTV rule, reference/README.md §async)
     x[t, d, n] = A_bar[t, d, n] * x[t-1, d, n] + B_bar[t, d, n] * B[t, n] * u[t, d]
     y[t, d]    = (sum_n C[t, n] x[t, d, n] + D[d] u[t, d]) * SiLU(z[t, d])      (D and z optional)
 
-Glossary (code name -> symbol; Gu & Dao, "Mamba", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
+Glossary (code name -> symbol; Gu & Dao, "Mamba", arXiv 2312.00752, §3.2 and Algorithm 2; reference/README.md §Mamba):
 ``u`` x (the SSM input), ``dt`` Delta, ``A`` A (real, one diagonal per channel), ``B``/``C`` the token's
 input/output matrices (``Bm``/``Cm`` in the kernels), ``D`` the skip (``Dv`` in the kernels), ``z`` the gate,
 ``tau`` the event gaps (``integration_timesteps``), ``lam`` one eigenvalue A[d, n], ``s_a``/``s_b`` the steps
@@ -14,7 +14,7 @@ of the state decay and of the input (``dt`` or ``dt * tau``; "async" gives the i
 ``a`` = A_bar, ``g`` = gamma (B_bar = gamma * B), ``T`` = ``CHUNK`` (steps per chunk), ``h`` the state carried
 between chunks.
 
-The rules (EQUATIONS.md §1; ``reference.discretization``), for one eigenvalue and steps s_a, s_b:
+The rules (reference/README.md §zoh to §async; ``reference.discretization``), for one eigenvalue and steps s_a, s_b:
 
     method     a                                 g
     mamba      exp(s_a lam)                      s_b
@@ -28,7 +28,8 @@ derivative) keep full precision as s lam -> 0 and at lam = 0 (Triton has no ``ex
 
 Forward kernel: one program per (batch row, block of ``BLOCK_D`` channels); it walks along L one chunk of T
 steps at a time and, inside a chunk, loops over the N states. For one state it discretizes the whole
-``(T, BLOCK_D)`` tile, scans it along time with ``tl.associative_scan`` (operator of EQUATIONS.md §0.5), adds the
+``(T, BLOCK_D)`` tile, scans it along time with ``tl.associative_scan`` (operator of reference/README.md
+§Scan), adds the
 carried state, and accumulates ``C x`` into the output tile. The state of every (d, n) stays in registers
 (a ``(BLOCK_D, BLOCK_N)`` tile): no ``(B, L, D, N)`` tensor is ever written. When gradients are needed it also
 writes the state entering every chunk, ``(B, L/T, D, N)``.
@@ -74,7 +75,7 @@ DEFAULT_CHUNK_SIZE = 32
 #: Channels per program. Untuned, as above.
 DEFAULT_BLOCK_SIZE = 16
 
-# Bound by _kernels() on first use: Triton is imported lazily (DESIGN.md §3).
+# Bound by _kernels() on first use: Triton is imported lazily (``import fast`` never imports it).
 triton = None
 tl = None
 

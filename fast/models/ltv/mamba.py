@@ -3,7 +3,7 @@
 Paper: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv 2312.00752
 (§3.2, Algorithm 2; §3.4, Figure 3). Official code followed (through the reference): state-spaces/mamba
 ``mamba_ssm/modules/mamba_simple.py`` (``Mamba.forward`` without the fused path, ``Mamba.step``) and
-``selective_scan_interface.py::selective_scan_ref``. EQUATIONS.md §8.
+``selective_scan_interface.py::selective_scan_ref``. reference/README.md §Mamba.
 
 For an input u (B, L, H), with D = expand * H inner channels, N states, R = dt_rank and W = d_conv:
 

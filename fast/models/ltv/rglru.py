@@ -3,7 +3,7 @@
 Paper: De et al., "Griffin: Mixing Gated Linear Recurrences with Local Attention for Efficient Language
 Models", arXiv 2402.19427 (§2.4, the RG-LRU; Figure 2, the recurrent block). Official code followed
 (through the reference): google-deepmind/recurrentgemma ``recurrentgemma/torch/layers.py`` (``RGLRU``,
-``rnn_scan``, ``BlockDiagonalLinear``, ``Conv1D``) and ``modules.py`` (``RecurrentBlock``). EQUATIONS.md §9.
+``rnn_scan``, ``BlockDiagonalLinear``, ``Conv1D``) and ``modules.py`` (``RecurrentBlock``). reference/README.md §RG-LRU.
 
 The RG-LRU on x (B, L, D), per channel, with c = 8:
 
@@ -26,7 +26,8 @@ The scan is ``fast.scan.linear_scan`` over ``(B, L, D)`` (the RG-LRU state is on
 there is no N axis to bound). A half-precision (float16 / bfloat16) module computes its projections and
 convolution in its dtype and the gates and the scan in float32 (RecurrentGemma's scan accumulates in float32
 too), the output cast back. Deviations from RecurrentGemma: those of the reference (the segment reset is
-the default; ``segment_reset=False`` drops it, FLAG D15); and the gradient of sqrt(1 - a_t^2) is the exact
+the default; ``segment_reset=False`` drops it, reference/README.md §RG-LRU); and the gradient of
+sqrt(1 - a_t^2) is the exact
 one, not RecurrentGemma's clipped (at 1000) custom gradient, so that gradients equal finite differences.
 """
 

@@ -4,7 +4,7 @@ output matrices depend on the token.
 Paper: Soydan, Zubić, Messikommer, Mishra, Scaramuzza, "S7: Selective and Simplified State Space Layers
 for Sequence Modeling", arXiv 2410.03464. Official code followed (through the reference, which follows the
 code rather than the paper's equations): TaylanSoydan/S7 ``event_ssm/ssm.py::S7SSM`` with
-``input_dependent=True``. EQUATIONS.md §10.1.
+``input_dependent=True``. reference/README.md §S7.
 
 For an input u (B, L, H), P_loc stored complex modes, R = ceil(H / 16):
 

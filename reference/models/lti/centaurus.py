@@ -2,7 +2,7 @@
 tensor contractions.
 
 Paper: Pei, "Let SSMs be ConvNets: State-space Modeling with Optimal Tensor Contractions" (ICLR 2025,
-arXiv 2501.13230; the equations below are taken from the official code, EQUATIONS.md §7). Official
+arXiv 2501.13230; the equations below are taken from the official code, reference/README.md §Centaurus). Official
 code followed: Brainchip-Inc/Centaurus ``centaurus/ssm.py`` (``SSMLayer.__init__`` for the parameters
 and their initialization, ``Kernelizer.discretize`` and ``Kernelizer.forward`` for the system and the
 streaming state) and ``centaurus/opt_fft.py`` (``_K`` for the basis, ``padded_fft_conv_opt`` for the
@@ -10,7 +10,7 @@ choice of contraction order).
 
 The core. Every mode is a set of complex diagonal "lanes" s with eigenvalue lambda_s, step dt_s, a
 real input row and a real output column; a lane's state is complex and only its real part is read
-(convention 3 of EQUATIONS.md §0.4: damped cosines, no sine part, no factor 2):
+(the third readout of reference/README.md §Conventions: damped cosines, no sine part, no factor 2):
 
     x_s' = lambda_s x_s + (b_s . u),        y = sum_s c_s Re(x_s)
     lambda = -softplus(A[..., 0]) + i A[..., 1]
@@ -71,11 +71,11 @@ state channels (P_in), convolves each with its own k_j (depthwise FFT), and proj
 Deliberate choices and deviations:
 
 * Discretizations: the official rule is "mamba" (exact A, B_bar = dt B), which the official code calls
-  a "simplified zero-order hold" (FLAG D11: it is not exact ZOH). It is the default here. "zoh",
+  a "simplified zero-order hold" (it is not exact ZOH, reference/README.md §mamba-rule). It is the default here. "zoh",
   "bilinear" and "dirac" are honoured for real (lrnnx accepts the argument and ignores it): gamma is
   complex for zoh and bilinear, and then sits inside the real part, Re(gamma a_bar^l).
 * The core is the official ``Kernelizer`` (the linear SSM). In dws mode the official ``SSMLayer`` then
-  applies its ``mixer``: BatchNorm + ReLU (always, FLAG D13) and a pointwise Conv1d (C_in -> C_out).
+  applies its ``mixer``: BatchNorm + ReLU (always, in the official code) and a pointwise Conv1d (C_in -> C_out).
   Being nonlinear, BatchNorm + ReLU cannot be part of an LTI core, and the Conv1d comes after them, so
   the whole mixer is left to the layer: the dws core here is the depthwise SSM alone (as in lrnnx).
 * d_state counts state channels as in lrnnx (J), not real state dimensions: the core holds S complex
@@ -84,7 +84,8 @@ Deliberate choices and deviations:
   sub_state_dim defaults to 16 (the official README's ``num_states``).
 * Channels-last (B, L, H) instead of the official (B, C, L); C_in = C_out = d_model; no D (the
   official layer has none).
-* lrnnx (FLAG D12) departs from the official code: a_im = pi m / M, no softplus on the real part, E ~
+* lrnnx (reference/README.md §Other-libraries) departs from the official code: a_im = pi m / M, no
+  softplus on the real part, E ~
   N(0, 2) in every mode, kaiming B/C in neck, dt per (out, in) pair in full. The reference follows the
   official code.
 """

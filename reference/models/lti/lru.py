@@ -4,7 +4,7 @@ Paper: Orvieto, Smith, Gu, Fernando, Gulcehre, Pascanu, De, "Resurrecting Recurr
 for Long Sequences" (ICML 2023, arXiv 2303.06349): §3 (exponential parameterization, ring
 initialization Lemma 3.2, gamma normalization) and the JAX listing of its appendix
 (``init_lru_parameters``, ``forward_LRU``, ``binary_operator_diag``), which this follows; lrnnx's
-``lrnnx/models/lti/lru.py`` is a faithful port of it (EQUATIONS.md §6).
+``lrnnx/models/lti/lru.py`` is a faithful port of it (reference/README.md §LRU).
 
     x_k = lambda * x_{k-1} + gamma * (B u_k),      y_k = Re(C x_k) + D * u_k
 
@@ -56,7 +56,7 @@ Deliberate choices and deviations:
   discretization: it accepts the argument and ignores it). With "native" the model is the paper's.
 * Defaults r_min = 0, r_max = 1, max_phase = 2 pi (the paper's listing writes 6.28, lrnnx 2 pi).
   The listing has no default state size; d_state = 64 here (Unverified against the per-task sizes).
-* The paper's block around the LRU (norm, GLU/MLP, skip; FLAG D10) is outside this core.
+* The paper's block around the LRU (norm, GLU/MLP, skip; unverified per task) is outside this core.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ arXiv 2111.00396): the HiPPO-LegS matrix written as normal plus low rank (§3.1)
 discretization (eq. 3) and the kernel by truncated generating function, Cauchy kernel and Woodbury
 identity (Algorithm 1). Official code followed: state-spaces/s4 ``models/s4/s4.py``
 (``SSMKernelDPLR``: ``register_params``, ``_setup_C``, ``_omega``, ``forward``, ``_setup_linear``,
-``_step_state_linear``, ``_setup_state``; ``nplr``, ``init_dt``, ``cauchy_naive``), EQUATIONS.md §2, §3.
+``_step_state_linear``, ``_setup_state``; ``nplr``, ``init_dt``, ``cauchy_naive``), reference/README.md §S4, §HiPPO.
 
 Each channel h = 0..H-1 is its own single-input single-output system of real size N = ``d_state``,
 kept in the diagonalized HiPPO basis as N/2 stored complex modes (one of each conjugate pair):
@@ -39,7 +39,7 @@ channel h, entries h*N + N/2 + n their conjugate partners (the layout of [S4-cod
 mode, state (B, H, N)). The readout is "re": the paired system's output is real and Re drops only
 rounding. ``step_linear`` works on the stored half instead, state (B, H, N/2), with 2 Re(C x).
 
-Kernel (``kernel(L)``, the model's own algorithm, EQUATIONS.md §3.3):
+Kernel (``kernel(L)``, the model's own algorithm, reference/README.md §S4):
 
 * bilinear (S4's rule): for z^L = 1, sum_{l<L} C A_bar^l B_bar z^l = C_tilde (I - A_bar z)^{-1} B_bar,
   and with the bilinear A_bar, B_bar,
@@ -55,7 +55,7 @@ Kernel (``kernel(L)``, the model's own algorithm, EQUATIONS.md §3.3):
   then irfft.
 ``kernel_brute_force(L)`` gives the same kernel by powers of the dense A_bar of each channel.
 
-Initialization ([S4-code] ``init='legs'``, ``nplr``, ``init_dt``; EQUATIONS.md §2.2, §3.1): Lambda, P
+Initialization ([S4-code] ``init='legs'``, ``nplr``, ``init_dt``; reference/README.md §HiPPO, §S4): Lambda, P
 and B from the diagonalized HiPPO-LegS (``reference.init.nplr_legs``: Lambda = -1/2 + i Im, the half
 with Im <= 0, P = V^* P_legs, B = V^* B_legs), the same for every channel; C complex normal with
 E|C|^2 = 1 (torch ``randn(cfloat)``); log dt ~ U[log dt_min, log dt_max]; D ~ N(0, 1). Draw order from
@@ -63,17 +63,18 @@ E|C|^2 = 1 (torch ``randn(cfloat)``); log dt ~ U[log dt_min, log dt_max]; D ~ N(
 
 Deliberate choices and deviations:
 
-* FLAG D5 (B_clip): [S4-code] replaces B by Re B + i clip(Im B, -2, 2) (default ``B_clip=2.0``,
+* B_clip: [S4-code] replaces B by Re B + i clip(Im B, -2, 2) (default ``B_clip=2.0``,
   followed here; ``B_clip=None`` keeps V^* B_legs exactly). The clip is a large change and depends on
   the phase the eigen-solver gives each eigenvector, so NumPy's and torch's B differ: copy
   parameters to compare with torch code.
 * C, not C-tilde, is the parameter. [S4-code] learns C-tilde itself (created from C at the first
   forward for a fixed length, doubled later); the reference keeps the system's C and forms
   C-tilde = C (I - A_bar^L) for each requested L, as the paper's Algorithm 1 does.
-* Discretizations: [S4-code]'s DPLR kernel is bilinear only (EQUATIONS.md §3.2). "zoh" and "dirac" are
+* Discretizations: [S4-code]'s DPLR kernel is bilinear only (reference/README.md §S4). "zoh" and "dirac" are
   offered as extras with the resolvent kernel above (documented, not from the source).
-* n_ssm = H, channels = 1, rank = 1, dt_tie = True, dt_transform = 'exp' ([S4-code] defaults; FLAG D7:
-  its docstring says softplus, its code uses exp). The layer around the core (GELU, GLU; FLAG D4 for
+* n_ssm = H, channels = 1, rank = 1, dt_tie = True, dt_transform = 'exp' ([S4-code] defaults;
+  its docstring says softplus, its code uses exp). The layer around the core (GELU, GLU;
+  reference/README.md §Other-libraries for
   lrnnx's wrapper) is not part of the core.
 """
 
@@ -326,7 +327,7 @@ class S4(LTIModel):
         return np.zeros((positive_int(batch_size, "batch_size"), self.d_model, self.d_state // 2), complex)
 
     def step_linear(self, u_t, state):
-        """One bilinear step in O(N) on the stored half (EQUATIONS.md §3.4; [S4-code] ``_step_state_linear``).
+        """One bilinear step in O(N) on the stored half (reference/README.md §S4; [S4-code] ``_step_state_linear``).
 
         The bilinear recurrence is (2/dt - A) x_k = (2/dt + A) x_{k-1} + 2 B u_k. With A = Lambda - P P^*,
         the right side is E x - P (P^* x) + 2 B u (E = 2/dt + Lambda), and the left matrix

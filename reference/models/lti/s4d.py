@@ -4,7 +4,7 @@ Paper: Gu, Gupta, Goel, Re, "On the Parameterization and Initialization of Diago
 Models" (NeurIPS 2022, arXiv 2206.11893): the diagonal SSM, its S4D-LegS / -Lin / -Inv / -Real
 initializations and the Vandermonde kernel. Official code followed: state-spaces/s4
 ``models/s4/s4.py`` (``SSMKernelDiag``, ``dplr``, ``nplr``, ``SSMKernel.init_dt``, ``FFTConv`` for D),
-EQUATIONS.md §2, §4.
+reference/README.md §S4D, §HiPPO.
 
 Each channel h = 0..H-1 holds its own diagonal system with N/2 complex modes (one of each conjugate
 pair, N = ``d_state`` the full real state size):
@@ -12,7 +12,7 @@ pair, N = ``d_state`` the full real state size):
     x'_h(t) = diag(lambda_h) x_h(t) + B_h u_h(t),      y_h = 2 Re(C_h x_h) + D_h u_h
 
 discretized with the channel's own step dt_h. The kernel of channel h is the Vandermonde product
-(EQUATIONS.md §4.3)
+(reference/README.md §S4D)
 
     k_h[l] = 2 Re( sum_n C_hn B_bar_hn a_bar_hn^l ),      l = 0..L-1,
 
@@ -31,7 +31,7 @@ Glossary (code name -> symbol):
 State layout. The flat state of the ``DiscreteSSM`` has S = H * N/2 complex entries, h-major:
 entry h * (N/2) + n is mode n of channel h.
 
-Initializations (``init=``, EQUATIONS.md §2.3; n = 0..N/2-1; all with B = 1 except legs):
+Initializations (``init=``, reference/README.md §S4D; n = 0..N/2-1; all with B = 1 except legs):
 
     "legs" (default)  lambda_n = the stored half of the HiPPO-LegS normal part's eigenvalues
                       (-1/2 + i Im, Im <= 0; ``reference.init.nplr_legs``), B = V^* B_legs with
@@ -42,20 +42,21 @@ Initializations (``init=``, EQUATIONS.md §2.3; n = 0..N/2-1; all with B = 1 exc
 C ~ complex normal with E|C|^2 = 1 (torch ``randn(cfloat)``), D ~ N(0, 1), log dt ~ U[log dt_min,
 log dt_max]. Draw order from ``np.random.default_rng(seed)``: log_dt, C (real then imaginary), D.
 
-Deliberate choices and deviations (each also in EQUATIONS.md):
+Deliberate choices and deviations (each also in reference/README.md §S4D):
 
 * n_ssm = H and channels = 1 ([S4-code] defaults): every channel has its own (A, B, dt), one output.
-* FLAG D5 (legs B clip): the clip of Im(V^* B) to +-2 is large and depends on the phase that the
+* legs B clip: the clip of Im(V^* B) to +-2 is large and depends on the phase that the
   eigen-solver gives each eigenvector, so NumPy's eigh and torch's eigh give different B here. The
   reference reproduces the construction, not torch's numbers; copy parameters to compare.
   [S4-code] also notes that theory asks for B/2 here and drops the factor; so does the reference.
-* FLAG D6 (sign of Im lambda for "lin"): [S4-code] kernels use -i pi n (followed here), the minimal
+* The sign of Im lambda for "lin": [S4-code] kernels use -i pi n (followed here), the minimal
   ``s4d.py`` and Centaurus +i pi n. With complex C the sign only conjugates the sine part.
 * "dirac" is not in [S4-code] (which offers zoh, bilinear and DSS's 'dss'); it is lrnnx's extra rule
-  (EQUATIONS.md §1.3). 'dss' is not implemented.
+  (reference/README.md §dirac). 'dss' is not implemented.
 * The Vandermonde matrix is formed as a_bar^l (exact integer powers); [S4-code] writes it as
   exp(l log a_bar), with log a_bar = dt lambda for zoh, which is the same matrix.
-* lrnnx's S4D wrapper (FLAG D4: GELU, GELU, Linear, GELU) is outside the SSM core and not modelled.
+* lrnnx's S4D wrapper (GELU, GELU, Linear, GELU; reference/README.md §Other-libraries) is outside the SSM
+  core and not modelled.
 """
 
 from __future__ import annotations

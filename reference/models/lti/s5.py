@@ -5,7 +5,7 @@ Paper: Smith, Warrington, Linderman, "Simplified State Space Layers for Sequence
 block-diagonal initialization. Official code followed: lindermanlab/S5 ``s5/ssm.py`` (``S5SSM``,
 ``discretize_zoh``, ``discretize_bilinear``, ``apply_ssm``), ``s5/ssm_init.py`` (``make_DPLR_HiPPO``,
 ``init_VinvB``, ``init_CV``, ``trunc_standard_normal``, ``init_log_steps``), ``s5/train.py`` (blocks,
-conj_sym); EQUATIONS.md §2, §5.
+conj_sym); reference/README.md §S5, §HiPPO.
 
 The system, with P = ``d_state`` the full state size and P_s stored modes:
 
@@ -57,17 +57,18 @@ Deliberate choices and deviations:
   [S5-code] ``run_train.py`` uses P = 256 with blocks = 8; pass ``blocks=8`` to reproduce it.
 * The random numbers differ from JAX's (NumPy's generator); the eigenvector phases from NumPy's
   eigh may differ from JAX's, which changes B_tilde and C_tilde but not the distribution of the
-  system (EQUATIONS.md §13: compare by copying parameters).
-* "dirac" is not in [S5-code] (zoh, bilinear); it is the extra rule of EQUATIONS.md §1.3.
+  system (reference/README.md §HiPPO: compare by copying parameters).
+* "dirac" is not in [S5-code] (zoh, bilinear); it is the extra rule of reference/README.md §dirac.
 * Bidirectional (``bidirectional=True``, [S5-code] ``apply_ssm``): a second scan runs backwards in time
   over the same (Lambda_bar, B_bar u) and is read by C_tilde_reverse: y_k = read(C~ x_k + C~_r x^r_k)
   + D u_k with x^r_k = Lambda_bar x^r_{k+1} + B_bar u_k. Such a model is NOT causal: y_k depends on
   u_j for j > k. ``forward`` runs it on whole sequences (all three modes); everything that describes
   a causal system (``ssm``, ``step``, ``kernel``, responses, ``to_dlti``, initial or returned states)
   raises a ValueError for it.
-* lrnnx's LTI ``S5`` is a different model (FLAG D8: aTENNuate-style init, real B, full H x H D, no
-  conjugate symmetry); its bilinear rule has the sign of A flipped (FLAG D2). The reference follows
-  [S5-code]; lrnnx's LTV S5 keeps d_state = the stored size (FLAG D9), here d_state is the full P.
+* lrnnx's LTI ``S5`` is a different model (reference/README.md §Other-libraries: aTENNuate-style init,
+  real B, full H x H D, no
+  conjugate symmetry); its bilinear rule has the sign of A flipped. The reference follows
+  [S5-code]; lrnnx's LTV S5 keeps d_state = the stored size, here d_state is the full P.
 """
 
 from __future__ import annotations

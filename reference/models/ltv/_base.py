@@ -4,7 +4,7 @@ the causal depthwise convolution of Mamba and Griffin, and a small base class.
 Glossary (code name -> symbol):
 
     u, u_t            the model input, (B, L, H) or one step (B, H)
-    tau               integration_timesteps: the gap before each event (EQUATIONS.md §1.4)
+    tau               integration_timesteps: the gap before each event (reference/README.md §async)
     weight (W, D)     depthwise temporal filter; weight[j] multiplies x_{t - W + 1 + j}
     history (B, W-1, D)  the W - 1 inputs before the first one (the convolution cache)
     doc_start (B, L)  index (in the padded frame) of the first token of the current document

@@ -4,7 +4,7 @@ Paper: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spac
 (§3.2 and Algorithm 2 for the selection mechanism, §3.4 and Figure 3 for the block).
 Official code followed: state-spaces/mamba ``mamba_ssm/modules/mamba_simple.py`` (``Mamba.__init__``,
 ``forward`` without the fused path, ``step`` without the Triton update) and
-``mamba_ssm/ops/selective_scan_interface.py::selective_scan_ref``. EQUATIONS.md §8.
+``mamba_ssm/ops/selective_scan_interface.py::selective_scan_ref``. reference/README.md §Mamba.
 
 For an input u (B, L, H), with D = expand * H inner channels, N states, R = dt_rank and W = d_conv:
 
@@ -49,12 +49,12 @@ official ``step`` keeps it; ``ssm_state (B, D, N)``, the SSM state. ``forward`` 
 the same two, so that a sequence can be continued by ``forward`` or by ``step``.
 
 Discretization: ``"mamba"`` (default; A_bar = exp(dt A), B_bar = dt B, as the official code) or any of
-``"zoh"``, ``"bilinear"``, ``"dirac"``, ``"async"`` (EQUATIONS.md §1, §8.3). ``integration_timesteps``
+``"zoh"``, ``"bilinear"``, ``"dirac"``, ``"async"`` (reference/README.md §zoh to §async). ``integration_timesteps``
 (tau) scales each token's step to dt * tau; ``"async"`` needs it and uses dt * tau for the decay only.
 
 Deliberate deviations: the official code caps D at 256 with a printed warning in some versions; the
 reference does not. lrnnx's event
-mode (a separate, input-independent dtA_proj, EQUATIONS.md §8.5, FLAG D14) is not reproduced:
+mode (a separate, input-independent dtA_proj, reference/README.md §Other-libraries) is not reproduced:
 integration_timesteps scale the selective step itself.
 """
 

@@ -4,7 +4,7 @@ Paper: De et al., "Griffin: Mixing Gated Linear Recurrences with Local Attention
 Models", arXiv 2402.19427 (§2.4, the RG-LRU equations; Figure 2, the recurrent block). Official code
 followed: google-deepmind/recurrentgemma ``recurrentgemma/torch/layers.py`` (``RGLRU``, ``rnn_scan``,
 ``BlockDiagonalLinear``, ``Conv1D``, ``rnn_param_init``) and ``recurrentgemma/torch/modules.py``
-(``RecurrentBlock``). EQUATIONS.md §9.
+(``RecurrentBlock``). reference/README.md §RG-LRU.
 
 The RG-LRU on x (B, L, D), per channel, with c = 8:
 
@@ -39,13 +39,13 @@ Parameters (``model.params``, an ``RGLRUParams``; RecurrentGemma's names, gate w
 ``d_state`` means the RG-LRU width D (RecurrentGemma's ``lru_width``; its state is one real number per
 channel); None gives D = d_model, RecurrentGemma's default.
 
-Segment resets (EQUATIONS.md §9.2, FLAG D15). By default (``segment_reset=True``) the reference keeps
+Segment resets (reference/README.md §RG-LRU). By default (``segment_reset=True``) the reference keeps
 RecurrentGemma's behaviour: at a token with segment_pos == 0 (a document start) the carried state is
 dropped (a_t = 0) and the input is not normalized (multiplier 1), so h_t = i_t x_t; the convolution does
 not read inputs from before the document start. ``forward`` without ``initial_state`` treats the sequence
 as one document starting at t = 0, as RecurrentGemma's training forward does with segment_pos = arange(L);
 a continuation (``initial_state`` given, or ``step``) goes on counting positions from the state, so that
-forward, chunked forward and step agree. ``segment_reset=False`` gives the no-reset form (lrnnx, FLAG D15):
+forward, chunked forward and step agree. ``segment_reset=False`` gives the no-reset form (lrnnx):
 every step is normalized, nothing is reset, segment_pos is ignored.
 
 Deviations: float64 throughout (RecurrentGemma accumulates in float32); the sqrt's clipped gradient is

@@ -4,7 +4,7 @@ Paper: Soydan, Zubić, Messikommer, Mishra, Scaramuzza, "S7: Selective and Simpl
 for Sequence Modeling", arXiv 2410.03464 (Unverified: the paper's equations have not been checked; this
 file follows the official code). Official code followed: TaylanSoydan/S7 ``event_ssm/ssm.py::S7SSM`` with
 ``input_dependent=True``, ``separate_dbc=False``, ``bidirectional=False``, ``stride=1``,
-``log_a=False``, ``stablessm_a=False``; inits from ``event_ssm/ssm_init.py``. EQUATIONS.md §10.1.
+``log_a=False``, ``stablessm_a=False``; inits from ``event_ssm/ssm_init.py``. reference/README.md §S7.
 
 For an input u (B, L, H) (H_in = H_out = H), P_loc stored complex modes, R = ceil(H / 16):
 
@@ -12,7 +12,7 @@ For an input u (B, L, H) (H_in = H_out = H), P_loc stored complex modes, R = cei
     dt_t  = step_rescale * softplus(delta @ step_proj_kernel + step_proj_bias)   (B, L, P_loc): one per state
     B_t   = B_raw as (P_loc, H, re/im) -> complex (P_loc, H);  C_t = C_raw as (H, P_loc, re/im) -> complex
     Lambda = Lambda_re + i Lambda_im                                              (P_loc,) HiPPO-N eigenvalues
-    a_bar_t, gamma_t = discretize(Lambda, dt_t, tau_t)                           (EQUATIONS.md §1, §1.4)
+    a_bar_t, gamma_t = discretize(Lambda, dt_t, tau_t)                           (reference/README.md §zoh to §async)
     x_t = a_bar_t * x_{t-1} + gamma_t * (B_t u_t)                                (P_loc,) complex
     y_t = 2 Re(C_t x_t) + D * u_t     (conj_sym; Re(C_t x_t) + D u_t without it)
 
@@ -31,12 +31,12 @@ from the official code):
     D (H,)                          N(0, 1)
 
 ``d_state`` is the full state size P (the official ``P``); with ``conj_sym=True`` (default) P_loc = P/2
-complex modes are stored and read out as 2 Re (DESIGN.md §2), without it P_loc = P and Re.
+complex modes are stored and read out as 2 Re (reference/README.md §Conventions), without it P_loc = P and Re.
 The random draws follow the official distributions from NumPy's generator (values differ from JAX's).
 
 Discretizations: ``"zoh"`` (default), ``"dirac"`` and ``"async"`` as the official ``discretize_zoh``,
 ``discretize_dirac``, ``discretize_async`` (with gaps: the step is dt * tau; async uses dt * tau for the
-decay only, EQUATIONS.md §1.4); ``"bilinear"`` is an extension through ``reference.discretize_diagonal``
+decay only, reference/README.md §async); ``"bilinear"`` is an extension through ``reference.discretize_diagonal``
 (not in the official S7 code). Without ``integration_timesteps`` every gap is 1, as for a regular sequence
 (the official model is always called with its gaps).
 
@@ -44,10 +44,10 @@ State: the complex SSM state ``(B, P_loc)`` (complex128), an array.
 
 Scope and deviations: the layer around the SSM (norm, GELU, GLU-style gate, residual;
 ``event_ssm/layers.py::SequenceLayer``) is not part of this model, as for the LTI models: ``forward`` is the
-SSM core. The options log_a, stablessm_a (FLAG D21), bidirectional, separate_dbc, event pooling (stride)
+SSM core. The options log_a, stablessm_a, bidirectional, separate_dbc, event pooling (stride)
 and H_in != H_out are not built; ``clip_eigs`` is.
 
-lrnnx's ``S7`` (EQUATIONS.md §10.2, FLAGs D19, D20) is a different model: real-valued, no step size and no
+lrnnx's ``S7`` (reference/README.md §Other-libraries) is a different model: real-valued, no step size and no
 discretization (a_bar_t = 1 - 1/(w_t^2 + 1/2) from an input-dependent w_t around a constant -0.5, because
 its HiPPO base keeps only the real part of the eigenvalues), an input-dependent bias beta_t in the state
 update (so zero input does not give a zero state), input-dependent D_t, an input projection W_in and a

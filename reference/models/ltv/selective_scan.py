@@ -9,7 +9,7 @@ For every batch element b, channel d and state n (D channels, N states per chann
     y[t, d]   *= SiLU(z[t, d])                                                    (when z is given)
 
 Glossary (code name -> symbol in Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State
-Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
+Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; reference/README.md §Mamba):
 
     u       x, the input of the SSM (after Mamba's convolution)            (B, L, D)
     dt      Delta = softplus(s_Delta(x) + bias), used here as given       (B, L, D)
@@ -18,14 +18,14 @@ Spaces", arXiv 2312.00752, §3.2 and Algorithm 2; EQUATIONS.md §8):
     D       the skip ("D") term                                           (D,)
     z       the gate branch                                               (B, L, D)
     A_bar, B_bar   discretized A and B (``reference.discretize_diagonal``)
-    tau     integration_timesteps: the gap before each event (EQUATIONS.md §1.4)
+    tau     integration_timesteps: the gap before each event (reference/README.md §async)
 
 Discretization. The official code (state-spaces/mamba ``selective_scan_ref``) uses ``method="mamba"``:
 A_bar = exp(dt A), B_bar = dt B (the paper's simplification of zero-order hold). Any rule of
 ``reference.DISCRETIZATIONS`` can be asked for. With ``integration_timesteps`` the step of token t becomes
 dt[t] * tau[t]; under "async" only the state decay uses it and the input keeps the nominal step dt[t]
-(EQUATIONS.md §1.4). Where lrnnx's event mode differs (a separate, input-independent step for A), see
-EQUATIONS.md §8.5, FLAG D14: the reference does not copy it.
+(reference/README.md §async). Where lrnnx's event mode differs (a separate, input-independent step for A), see
+reference/README.md §Other-libraries: the reference does not copy it.
 
 Algorithm: discretize every (token, channel, state) at once with ``discretize_diagonal`` (the systems
 broadcast as Lambda (1, 1, D, N) against dt (B, L, D)), then run ``linear_scan`` over time.

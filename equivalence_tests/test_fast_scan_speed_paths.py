@@ -221,11 +221,20 @@ def test_backward_keeps_only_a_x_and_the_state():
     assert sum(t.numel() for t in saved if t is not None) == a.numel() + b.numel() + x0.numel()
 
 
-@pytest.mark.parametrize("numel", [10, 3 << 20], ids=["small", "huge-page span"])
-def test_fresh_outputs_are_plain_contiguous_tensors(numel):
-    # the huge-page hint (madvise on the 2 MiB-aligned span of a large CPU tensor) changes nothing but the speed
-    like = torch.zeros(numel, dtype=torch.complex64)
-    x = fast.scan._empty_like(like)
-    assert x.shape == like.shape and x.dtype == like.dtype and x.is_contiguous()
-    x.copy_(torch.arange(numel, dtype=torch.float32))
-    assert float(x[-1].real) == numel - 1 and float(x.imag.abs().max()) == 0.0
+
+@pytest.mark.parametrize("precision", ["float32", "complex128"])
+@pytest.mark.parametrize("decay_shape", [(1, 1, 4), (3, 1, 4)], ids=["one per lane", "one per row and lane"])
+@pytest.mark.parametrize("magnitude", [0.97, 1e-3], ids=["slow", "underflowing powers"])
+def test_decay_constant_in_time_runs_on_its_powers(decay_shape, magnitude, precision):
+    # a broadcast over the steps: the tree is a^(2^j) per lane (flushed when it underflows), several blocks
+    dtype = {"float32": torch.float32, "complex128": torch.complex128}[precision]
+    rng = np.random.default_rng(6)
+    a = magnitude * rng.uniform(0.9, 1.0, size=decay_shape)
+    if dtype.is_complex:
+        a = a * np.exp(1j * rng.uniform(-3, 3, size=decay_shape))
+    b = rng.normal(size=(3, 700, 4))
+    x, final = fast.ops.linear_scan(_t(a).to(dtype), _t(b).to(dtype), chunk_size=300)
+    a_in = np.broadcast_to(_t(a).to(dtype).numpy().astype(np.complex128), b.shape)
+    x_ref, final_ref = reference.linear_scan(a_in, _t(b).to(dtype).numpy().astype(np.complex128))
+    assert_close(x, x_ref, precision, "states")
+    assert_close(final, final_ref, precision, "final state")

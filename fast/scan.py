@@ -28,7 +28,8 @@ zero, as at RG-LRU's document resets), so the scan is as accurate as the step-by
 order. One exception, for speed only: a product of 32 or more decays that falls below the smallest normal
 number of the type is set to zero (denormal arithmetic is about 100 times slower on x86, and products of many
 decays below 1 reach it: 0.75^512 does in float32); the state it would carry is then below ``finfo.tiny``
-times the state, far below the tolerance of the type.
+times the state, far below the tolerance of the type. A decay broadcast over time (one per lane) needs no tree:
+its levels are the powers a^(2^j), one per lane.
 
 Differentiable through ``_LinearScan`` (a ``torch.autograd.Function``, once differentiable): with g the
 gradient reaching x, the adjoint is the reverse recurrence G_k = g_k + conj(a_{k+1}) G_{k+1}, run by the same
@@ -39,10 +40,8 @@ gradients, O(B L F); a block's temporaries are O(R T F).
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
-import sys
 from typing import NamedTuple
 
 import torch
@@ -115,50 +114,23 @@ def _block_scan_(a: torch.Tensor, x: torch.Tensor, reverse: bool = False) -> Non
     """In place: ``x (R, T, F)`` holding b becomes x_t = a_t x_{t-1} + b_t (``reverse``: x_t = a_t x_{t+1} + b_t),
     with ``a (R, T, F)``; a_0 (reverse: a_{T-1}) is not used. Step 2 of the module docstring."""
     up, down = _plan(x.shape[1], reverse)
+    # One decay per lane for every step (a broadcast over time, as the LTI lane models pass it): the tree of
+    # products is the powers a^(2^j), one (R, 1, F) tensor a level, read by every step through a stride-0 view.
+    constant = a.shape[1] == 1 or a.stride(1) == 0
     levels = [a]  # levels[j]: the products of the decays of each block of 2^j steps, (R, T // 2^j, F)
     for later, earlier, decays, level, halves, flush in up:
         upper = levels[level][:, decays]  # (R, count, F)
         x[:, later].addcmul_(upper, x[:, earlier])
         if halves is not None:
-            product = upper * levels[level][:, halves]  # (R, count, F)
-            levels.append(_flush_tiny(product) if flush else product)
+            if constant:
+                power = levels[level][:, :1] * levels[level][:, :1]  # (R, 1, F)
+                power = _flush_tiny(power) if flush else power
+                levels.append(power.expand(-1, upper.shape[1], -1))  # (R, count, F), stride 0 along the steps
+            else:
+                product = upper * levels[level][:, halves]  # (R, count, F)
+                levels.append(_flush_tiny(product) if flush else product)
     for completed, complete, level, decays in down:
         x[:, completed].addcmul_(levels[level][:, decays], x[:, complete])
-
-
-_HUGE_PAGE = 2 << 20  # bytes of a transparent huge page on x86-64 Linux
-_MADV_HUGEPAGE = 14
-
-
-@functools.lru_cache(maxsize=1)
-def _madvise():
-    """libc's ``madvise`` on Linux, else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def _empty_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``torch.empty_like(t)`` (contiguous); a large CPU tensor on Linux is asked to be backed by transparent
-    huge pages (``madvise(MADV_HUGEPAGE)`` on its 2 MiB-aligned span, before its first write). A fresh
-    allocation of many MiB is mapped afresh by the allocator, and its first write page-faults every 4 KiB page:
-    measured on the 2-core CPU, writing a fresh 32 MiB output took 3-4x a copy into warm memory, and as long as
-    the scan's arithmetic. A hint only: where the system ignores it, nothing changes but the speed."""
-    x = torch.empty(t.shape, dtype=t.dtype if dtype is None else dtype, device=t.device)
-    nbytes = x.numel() * x.element_size()
-    madvise = _madvise() if x.device.type == "cpu" and nbytes >= 4 * _HUGE_PAGE else None
-    if madvise is not None:
-        start = -(-x.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
-        end = (x.data_ptr() + nbytes) // _HUGE_PAGE * _HUGE_PAGE
-        madvise(start, end - start, _MADV_HUGEPAGE)
-    return x
 
 
 def _blocks(R: int, L: int, F: int, itemsize: int, chunk_size: int | None) -> tuple[int, int]:
@@ -179,7 +151,7 @@ def _scan_forward(a, b, x0, steps_rows) -> torch.Tensor:
     """The states ``x (B, L, F)`` from ``a, b (B, L, F)`` and ``x0 (B, F)`` or None, block by block."""
     Bsz, L, _ = b.shape
     rows, steps = steps_rows
-    x = _empty_like(b)  # (B, L, F)
+    x = torch.empty_like(b)  # (B, L, F)
     for r0 in range(0, Bsz, rows):
         r = slice(r0, r0 + rows)
         for t0 in range(0, L, steps):
@@ -197,8 +169,8 @@ def _scan_adjoint(a, x, x0, grad_x, steps_rows, want_a: bool):
     block by block from the end; dL/da_k = G_k conj(x_{k-1}) is formed in each block while it is in cache."""
     Bsz, L, F = grad_x.shape
     rows, steps = steps_rows
-    G = _empty_like(grad_x)  # (B, L, F)
-    da = _empty_like(x) if want_a else None  # (B, L, F)
+    G = torch.empty_like(grad_x)  # (B, L, F)
+    da = torch.empty_like(x) if want_a else None  # (B, L, F)
     ones = None
     for r0 in range(0, Bsz, rows):
         r = slice(r0, r0 + rows)

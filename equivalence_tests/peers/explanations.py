@@ -95,6 +95,16 @@ _LRNNX_RG_INIT = (
     "0.999]). The property reports the first field, in the reference's order, that differs."
 )
 
+_LRNNX_MAMBA_STEP = (
+    "Real defect of lrnnx 1.0.0.post1, `lrnnx/models/ltv/mamba.py::Mamba.step` (its torch branch): the state decays "
+    "by dA = exp(Δ_t A) under every rule (the bilinear branch changes only dB = Δ_t B_t / (1 − Δ_t A/2)), while "
+    "its forward (`selective_scan_ref`, and the CUDA kernel) uses the bilinear ā = (1 + Δ_t A/2)/(1 − Δ_t A/2) "
+    "(reference/README.md §bilinear, §Mamba): with discretization='bilinear' step ≠ forward from the second token "
+    "on (here a relative error of ~1e-3, the gap between e^{x} and (1 + x/2)/(1 − x/2) at the drawn large step). "
+    "The other rules' steps equal forward. A direct run (Δ ∈ [0.5, 1], x_proj × 10, D = 0) gives |step − forward| "
+    "= 7.6e-4 on outputs of size 0.03 for bilinear and 4e-9 for zoh."
+)
+
 EXPLANATIONS: dict[tuple[str, str], str] = {
     ("LrnnxDiscretization", "discretize_matches_reference"): _LRNNX_BILINEAR + " (Its async rule is wrong too: "
     "see async_gaps_add_up.)",
@@ -113,6 +123,7 @@ EXPLANATIONS: dict[tuple[str, str], str] = {
         "batch_rows_are_independent", "impulse_response_matches_scipy_dimpulse",
         "input_gradient_matches_fast_float64", "parameter_gradients_match_fast_float64",
     )},
+    ("LrnnxMamba", "step_matches_forward"): _LRNNX_MAMBA_STEP,
     ("LrnnxRGLRU", "final_state_matches_reference"): _LRNNX_RG_CACHE,
     ("LrnnxRGLRU", "init_matches_reference"): _LRNNX_RG_INIT,
     ("MambapyMamba", "step_matches_forward"): _MAMBAPY_CONV1,
@@ -136,8 +147,8 @@ FINDINGS: dict[str, str] = {
         "flips sign) and its async rule scales the input by the gap; its LTI FFT convolution is single precision "
         "whatever the model's dtype (a float64 LRU is off by ~1e-8 or raises); its RG-LRU caches the convolution's "
         "outputs instead of its inputs (a decoding step after a prefill is wrong) and initializes a in [0.47, 0.50]; "
-        "its `selective_scan_ref` (all five rules), Mamba (mamba/zoh/bilinear/dirac, float32) and float32 LRU pass "
-        "every property they support."
+        "its Mamba.step decays by exp(ΔA) under the bilinear rule (step ≠ forward); its `selective_scan_ref` (all "
+        "five rules), the rest of its Mamba (float32) and its float32 LRU pass every property they support."
     ),
     "mamba-ssm": (
         "`selective_scan_ref` and the `Mamba` module (non-fused path, float32) pass every property they support; "
@@ -162,12 +173,6 @@ FINDINGS: dict[str, str] = {
 #: Defects seen by reading the code and confirmed by a direct run, which the kit's draws do not separate at the
 #: tolerance of the adapter's dtype (listed so that the report does not read as "no defect").
 NOT_FOUND_BY_THE_KIT: list[str] = [
-    "lrnnx 1.0.0.post1 `lrnnx/models/ltv/mamba.py::Mamba.step` decays the state by exp(Δ_t A) under every rule "
-    "(its bilinear branch changes B̄ only), while its forward (`selective_scan_ref` and the CUDA kernel) uses "
-    "ā = (1 + Δ_tA/2)/(1 − Δ_tA/2) for bilinear: step ≠ forward with discretization='bilinear'. At the kit's "
-    "parameter scales the SSM term is small beside D·x and the difference stays under the float32 tolerance; with "
-    "Δ ∈ [0.5, 1], x_proj scaled by 10 and D = 0 a direct run gives |step − forward| = 7.6e-4 on outputs of "
-    "size 0.03 (zoh: 4e-9).",
     "s5-pytorch 0.2.1 `s5/s5_model.py::S5SSM.initial_state` returns `torch.zeros((*batch, self.C_tilde.shape[-2]))`, "
     "but S5SSM has no attribute C_tilde (its matrices are B and C; `get_BC_tilde()` forms them), so "
     "`S5.initial_state(batch)` raises AttributeError; and had it worked, C_tilde.shape[-2] is H, not the state size "

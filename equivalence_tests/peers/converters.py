@@ -244,6 +244,8 @@ def _load_params(fast_model, params) -> None:
         for name in names:
             value = getattr(params, name)
             target = fast_model._parameters.get(name)
+            if target is None:  # a setting the model keeps as a buffer (LRU's log_dt under "native", read by no rule)
+                target = fast_model._buffers.get(name)
             if value is None:
                 if target is not None:
                     raise ValueError(f"state_dict: has no value for {name!r}, which the fast model holds")

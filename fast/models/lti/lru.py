@@ -10,10 +10,12 @@ continuous-time reading behind "zoh" / "bilinear" / "dirac" are in the reference
 
 As lanes (``fast.models.lti._base``): N groups of one lane, P_in = B_bar, P_out = C. State: ``(B, N)``
 complex, the modes in parameter order. Every parameter is real, as in the reference. Under ``"native"`` the
-step ``log_dt`` is not a parameter (no rule reads it there; it is kept as a float64 array for ``to_reference``).
+step ``log_dt`` is a buffer, not a parameter (no rule reads it there, so no gradient could reach it).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -39,12 +41,19 @@ class LRU(FastLTIModel):
     readout = "re"
 
     def setup(self, reference_model) -> None:
-        # Under "native" the step log_dt enters nothing (a_bar = lambda, B_bar = B_c): it would be a parameter that
-        # no backward reaches (DistributedDataParallel without find_unused_parameters fails on that), so it is
-        # kept as the reference's float64 array, not registered; to_reference hands it back unchanged.
+        # Under "native" the step log_dt enters nothing (a_bar = lambda, B_bar = B_c): as a parameter no backward
+        # would reach it (DistributedDataParallel without find_unused_parameters fails on that), so it is a buffer
+        # there (state_dict, .to() and to_reference keep it; no optimizer sees it).
         if self.discretization == "native" and "log_dt" in self._parameters:
-            del self._parameters["log_dt"]
-            self.log_dt = reference_model.params.log_dt.copy()
+            log_dt = self._parameters.pop("log_dt")
+            self.register_buffer("log_dt", log_dt.detach().clone())
+
+    def to_reference(self):
+        reference_model = super().to_reference()
+        if "log_dt" in self._buffers:  # the native rule's unused step (setup): back as a float64 array
+            log_dt = self.log_dt.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+            reference_model.params = dataclasses.replace(reference_model.params, log_dt=log_dt)
+        return reference_model
 
     def state_size(self) -> int:
         return self.nu_log.numel()  # N

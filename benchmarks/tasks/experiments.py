@@ -62,7 +62,8 @@ class Config:
     tasks: dict = field(default_factory=dict)
 
 
-#: the experiment of ``make experiments`` (about 25 minutes of two cores): Centaurus is left out for time (S4 is
+#: the experiment of ``make experiments`` (45 minutes measured on a shared, busy 2-core machine; estimated, not
+#: measured, ~25 on two free cores): Centaurus is left out for time (S4 is
 #: the LTI row of the paper's Table 1); add it with ``--models``
 FULL = Config(
     models=("S4D", "S5", "LRU", "S4", "Mamba", "MambaFixed", "RGLRU", "S7"),

@@ -7,8 +7,8 @@ Glossary: ``a`` = a-bar_k (the per-step decay, elementwise), ``b`` = B-bar_k u_k
 independent lanes. ``F`` is the number of flattened lanes, ``T`` the steps of a block, ``R`` its batch rows.
 
 Algorithm (the operator ``(a_i, b_i) • (a_j, b_j) = (a_j a_i, a_j b_i + b_j)`` of reference/README.md §Scan,
-combined in the order of Blelloch's work-efficient scan, "Prefix sums and their applications", 1990, §1.3,
-in its inclusive form):
+combined in the order of Blelloch's work-efficient scan (its up- and down-sweep; G. E. Blelloch, "Prefix sums
+and their applications", 1990), in its inclusive form):
 
 1. the output is written block by block: a block is ``R`` batch rows by ``T`` consecutive steps (about
    ``BLOCK_BYTES`` of the output), small enough to stay in the processor's cache while it is scanned, so the

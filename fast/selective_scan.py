@@ -116,7 +116,7 @@ def _check(name: str, x, shape: tuple, labels: str) -> torch.Tensor:
 
 
 def _check_gaps(integration_timesteps, Bsz: int, L: int, dtype, device):
-    """Event gaps as ``(B, L)`` (from ``(L,)`` or ``(B, L)``); their values are checked by ``_check_values``."""
+    """Event gaps as ``(B, L)`` (from ``(L,)`` or ``(B, L)``); their values are checked by ``values_ok``."""
     if integration_timesteps is None:
         return None
     tau = real_like(integration_timesteps, "integration_timesteps", dtype, device)

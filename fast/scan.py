@@ -26,7 +26,7 @@ and their applications", 1990), in its inclusive form):
 Only products and sums appear: no division by running products (which blows up when some a_k is small or
 zero, as at RG-LRU's document resets), so the scan is as accurate as the step-by-step recurrence up to rounding
 order. One exception, for speed only: a product of 32 or more decays that falls below the smallest normal
-number of the type is set to zero (denormal arithmetic is about 100 times slower on x86, and products of many
+number of the type is set to zero (denormal arithmetic is far slower on x86 CPUs, and products of many
 decays below 1 reach it: 0.75^512 does in float32); the state it would carry is then below ``finfo.tiny``
 times the state, far below the tolerance of the type. A decay broadcast over time (one per lane) needs no tree:
 its levels are the powers a^(2^j), one per lane.

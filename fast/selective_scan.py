@@ -174,7 +174,7 @@ def _systems(u, dt, A, B, tau, method: str, buffers=None):
 def _blelloch_(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """The inclusive scan x_t = P_t x_{t-1} + X_t over axis 1 of ``(B, T, ...)``, in place on ``X`` (and ``P``,
     which it overwrites with partial products), in the order of Blelloch's work-efficient scan ("Prefix sums and
-    their applications", 1990, §1.3): the up-sweep combines element t = 2dm + 2d - 1 with t - d for
+    their applications", 1990): the up-sweep combines element t = 2dm + 2d - 1 with t - d for
     d = 1, 2, 4, ... (X_t then holds the state reached over the 2d steps ending at t from zero, P_t their decay),
     the down-sweep completes t = 2dm + 3d - 1 from the complete t - d for d = ..., 2, 1. Each round reads and
     writes disjoint elements of strided views, so it is one in-place operation; about 2 T element updates in

@@ -170,8 +170,8 @@ FINDINGS: dict[str, str] = {
     ),
 }
 
-#: Defects seen by reading the code and confirmed by a direct run, which the kit's draws do not separate at the
-#: tolerance of the adapter's dtype (listed so that the report does not read as "no defect").
+#: Defects seen by reading the code and confirmed by a direct run that no property shows (the adapter works around
+#: them), listed so that the report does not read as "no defect".
 NOT_FOUND_BY_THE_KIT: list[str] = [
     "s5-pytorch 0.2.1 `s5/s5_model.py::S5SSM.initial_state` returns `torch.zeros((*batch, self.C_tilde.shape[-2]))`, "
     "but S5SSM has no attribute C_tilde (its matrices are B and C; `get_BC_tilde()` forms them), so "

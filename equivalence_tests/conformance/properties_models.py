@@ -292,9 +292,7 @@ def _twin_gradients(adapter, ref, u, g, tau):
     (twin(ut, **kwargs) * torch.tensor(g)).sum().backward()
     grads = {}
     for name, p in twin.named_parameters():
-        if p.grad is None:
-            continue
-        grad = p.grad.numpy()
+        grad = torch.zeros_like(p).numpy() if p.grad is None else p.grad.numpy()  # None: no path to the output
         complex_field = np.iscomplexobj(getattr(ref.params, name, None))
         grads[name] = grad[..., 0] + 1j * grad[..., 1] if complex_field else grad
     return ut.grad.numpy(), grads

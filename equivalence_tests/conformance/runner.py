@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -220,10 +221,10 @@ def run_property(prop: Property, adapter, *, max_examples: int, seed: int | None
                                   f"reproduce: {result.repro}\n" + "\n".join(last[-6:]))
             break
     if result.verdict == "pass" and result.examples == 0:
-        why = unsupported[-1] if unsupported else "no valid example could be drawn"
+        why = Counter(unsupported).most_common(1)[0][0] if unsupported else "no valid example could be drawn"
         result.verdict, result.message = "skip", f"unsupported: {why}"
     elif result.verdict == "pass" and unsupported:
-        result.message = f"({len(unsupported)} drawn inputs unsupported: {unsupported[-1]})"
+        result.message = f"({len(unsupported)} drawn inputs unsupported: {Counter(unsupported).most_common(1)[0][0]})"
     expected = adapter.expected_failures.get(prop.name)
     if expected is not None:
         if result.verdict == "fail":

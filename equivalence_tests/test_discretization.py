@@ -192,15 +192,18 @@ def test_registered_discretization_is_used_and_listed():
         A = np.asarray(A)
         return (1 + dt * A if A.ndim == 1 else np.eye(len(A)) + dt * A), dt * np.asarray(B)
 
-    if name not in reference.DISCRETIZATIONS:
-        reference.register_discretization(name, forward_euler)
-    assert name in reference.DISCRETIZATIONS
-    a_bar, B_bar = discretize(np.array([-2.0]), np.ones((1, 1)), 0.1, name)
-    assert_close(a_bar, np.array([0.8]), "float64", "a_bar")
-    with pytest.raises(ValueError, match="already exists"):
-        reference.register_discretization(name, forward_euler)
-    with pytest.raises(ValueError, match="fn"):
-        reference.register_discretization("another_name", "not callable")
+    reference.register_discretization(name, forward_euler)
+    try:
+        assert name in reference.DISCRETIZATIONS
+        a_bar, B_bar = discretize(np.array([-2.0]), np.ones((1, 1)), 0.1, name)
+        assert_close(a_bar, np.array([0.8]), "float64", "a_bar")
+        with pytest.raises(ValueError, match="already exists"):
+            reference.register_discretization(name, forward_euler)
+        with pytest.raises(ValueError, match="fn"):
+            reference.register_discretization("another_name", "not callable")
+    finally:  # a registration is global: leave the registry as the other tests expect it
+        reference.unregister_discretization(name)
+    assert name not in reference.DISCRETIZATIONS
 
 
 BAD_CALLS = {

@@ -365,3 +365,13 @@ def test_validation_switch_is_restored_and_checked():
     assert fast._checks.validating()
     with pytest.raises(ValueError, match="value"):
         fast.set_validation(1)
+
+
+@pytest.mark.parametrize("name", ["S4", "S4D", "S5", "LRU", "Centaurus"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_complex_models_refuse_half_precision_at_construction(name, dtype):
+    model_class = getattr(fast.models, name)
+    with pytest.raises(ValueError, match=rf"dtype: {name} does not support {dtype}"):
+        model_class(2, 4 if name != "Centaurus" else None, dtype=dtype, seed=0)
+    with pytest.raises(ValueError, match=rf"dtype: {name} does not support {dtype}"):
+        model_class.from_reference(getattr(reference.models, name)(2, 4 if name != "Centaurus" else None), dtype=dtype)

@@ -1,13 +1,13 @@
 """lrnn-reference, fast: the torch twin of ``reference`` (same names, arguments and layouts), for real use.
 
 The building blocks mirror the reference modules: ``fast.discretization`` (``discretize``,
-``discretize_diagonal``), ``fast.scan`` (``linear_scan`` as a chunked parallel scan),
+``discretize_diagonal``), ``fast.scan`` (``linear_scan`` as a blocked work-efficient scan),
 ``fast.convolution`` (``fft_conv``) and ``fast.response`` (``kernel``, ``impulse_response``,
 ``frequency_response``). ``fast.ops`` gathers the blocks the models run on, each with a
 ``backend="auto" | "torch" | "triton"`` switch; the models live in ``fast.models``.
 
-Tensors keep their precision (float32 / complex64 or float64 / complex128); all tensors of one call must
-share it. Everything is differentiable by autograd. ``import fast`` works without Triton: triton is
+Tensors keep their precision (float32 / complex64 or float64 / complex128; Mamba, RGLRU, S7 and the real-valued
+ops also take float16 / bfloat16, with the scan state in float32); all tensors of one call must share it. Everything is differentiable by autograd. ``import fast`` works without Triton: triton is
 only ever imported inside a function that launches a kernel.
 
 Validation: shape, dtype and device checks always run; value checks (NaN, dt > 0, gaps >= 0), which read tensor
@@ -26,8 +26,8 @@ from fast.discretization import (
     register_discretization,
     unregister_discretization,
 )
-from fast.response import frequency_response, impulse_response, kernel
 from fast.ops import linear_scan  # the checked entry (value checks, half precision) of fast.scan.linear_scan
+from fast.response import frequency_response, impulse_response, kernel
 
 __all__ = [
     "DISCRETIZATIONS",

@@ -3,7 +3,7 @@
 * ``fft_conv(u, K, *, backend="auto")``: causal convolution with an SSM kernel through the FFT
   (``fast.convolution``);
 * ``linear_scan(a, b, initial_state=None, *, backend="auto") -> (x, final_state)``: the diagonal
-  recurrence x_k = a_k * x_{k-1} + b_k, real or complex, as a chunked parallel scan (``fast.scan``);
+  recurrence x_k = a_k * x_{k-1} + b_k, real or complex, as a blocked work-efficient scan (``fast.scan``);
 * ``selective_scan(u, dt, A, B, C, D=None, z=None, *, method="mamba", integration_timesteps=None,
   initial_state=None, return_state=False, backend="auto")``: the selective SSM of Mamba with the
   reference's arguments plus ``backend``, chunked over time (``fast.selective_scan``).

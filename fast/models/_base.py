@@ -41,7 +41,7 @@ from torch import nn
 
 import reference.discretization as reference_rules
 from fast import discretization as fast_rules
-from fast._checks import resolve_backend
+from fast._checks import no_half, resolve_backend
 
 __all__ = ["FastModel", "draw_seed"]
 
@@ -77,6 +77,8 @@ class FastModel(nn.Module):
     reference_class: ClassVar[type]
     #: Why the model has no Triton path (``backend="triton"`` is then refused), or None when it has one.
     no_triton: ClassVar[str | None] = None
+    #: Whether the model runs in float16 / bfloat16 (the complex LTI models do not: ``dtype=`` is refused).
+    half_precision: ClassVar[bool] = True
 
     def __init__(self, d_model: int, d_state: int | None = None, *, discretization: str | None = None,
                  seed: int | None = None, backend: str = "auto", device=None, dtype=None, **options):
@@ -107,6 +109,8 @@ class FastModel(nn.Module):
         return model
 
     def _copy_from(self, reference_model, backend: str, dtype: torch.dtype, device: torch.device | None) -> None:
+        if not self.half_precision:  # refused at construction, not only in the first forward
+            no_half(dtype, type(self).__name__)
         # validates the name; refuses "triton" where the model has no kernel or Triton cannot run here
         resolve_backend(backend, type(self).__name__, no_kernel=self.no_triton)
         _check_rule_registered(type(self).__name__, reference_model.discretization)

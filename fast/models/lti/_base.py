@@ -164,6 +164,8 @@ class FastLTIModel(FastModel):
 
     #: the readout of the flat system, as in the reference's ``DiscreteSSM``
     readout: str = "2re"
+    #: complex arithmetic throughout: float16 / bfloat16 are refused (torch has no usable complex32)
+    half_precision = False
 
     # -- the discrete system and its cache -----------------------------------------------------------
     def _build_system(self):

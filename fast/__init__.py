@@ -7,8 +7,9 @@ The building blocks mirror the reference modules: ``fast.discretization`` (``dis
 ``backend="auto" | "torch" | "triton"`` switch; the models live in ``fast.models``.
 
 Tensors keep their precision (float32 / complex64 or float64 / complex128; Mamba, RGLRU, S7 and the real-valued
-ops also take float16 / bfloat16, with the scan state in float32); all tensors of one call must share it. Everything is differentiable by autograd. ``import fast`` works without Triton: triton is
-only ever imported inside a function that launches a kernel.
+ops also take float16 / bfloat16, with the scan state in float32); all tensors of one call must share it.
+Everything is differentiable by autograd. ``import fast`` works without Triton: triton is only ever imported
+inside a function that launches a kernel.
 
 Validation: shape, dtype and device checks always run; value checks (NaN, dt > 0, gaps >= 0), which read tensor
 values on the host, run while ``fast.validation`` is on (the default) and never while it is off

@@ -16,7 +16,12 @@ import scipy.signal
 from hypothesis import strategies as st
 
 import reference
-from equivalence_tests.conformance.adapters import DiscretizationAdapter, LinearScanAdapter, SelectiveScanAdapter
+from equivalence_tests.conformance.adapters import (
+    DiscretizationAdapter,
+    LinearScanAdapter,
+    SelectiveScanAdapter,
+    Unsupported,
+)
 from equivalence_tests.conformance.compare import Mismatch, as_numpy, assert_matches
 from equivalence_tests.conformance.runner import register
 from equivalence_tests.conformance.spaces import seeds
@@ -335,31 +340,29 @@ def _reference_selective(u, dt, A, Bm, Cm, D, z, tau, h0, method):
                                     initial_state=h0, return_state=True)
 
 
-@register(SelectiveScanAdapter, "y equals reference.selective_scan for every claimed rule, with and without D and "
-          "the gate z (async with its event gaps)", examples=lambda ad: _selective_examples(ad, tau=False))
-def selective_scan_matches_reference(adapter, ex):
+def _y_matches_reference(adapter, ex, what: str) -> None:
     args = _selective_arrays(ex)
     y, _ = _selective(adapter, *args, ex["method"])
     ref_y, _ = _reference_selective(*args, ex["method"])
-    assert_matches(y, ref_y, adapter.dtype, f"y ({ex['method']})")
+    assert_matches(y, ref_y, adapter.dtype, f"{what} ({ex['method']})")
+
+
+@register(SelectiveScanAdapter, "y equals reference.selective_scan for every claimed rule, with and without D and "
+          "the gate z (async with its event gaps)", examples=lambda ad: _selective_examples(ad, tau=False))
+def selective_scan_matches_reference(adapter, ex):
+    _y_matches_reference(adapter, ex, "y")
 
 
 @register(SelectiveScanAdapter, "y from a given initial state equals the reference's",
           examples=lambda ad: _selective_examples(ad, h0=True, tau=False))
 def selective_scan_from_initial_state_matches_reference(adapter, ex):
-    args = _selective_arrays(ex)
-    y, _ = _selective(adapter, *args, ex["method"])
-    ref_y, _ = _reference_selective(*args, ex["method"])
-    assert_matches(y, ref_y, adapter.dtype, f"y from initial_state ({ex['method']})")
+    _y_matches_reference(adapter, ex, "y from initial_state")
 
 
 @register(SelectiveScanAdapter, "integration_timesteps (per-event gaps) give the reference's y for every claimed "
           "rule", examples=lambda ad: _selective_examples(ad, tau=True))
 def selective_scan_with_integration_timesteps_matches_reference(adapter, ex):
-    args = _selective_arrays(ex)
-    y, _ = _selective(adapter, *args, ex["method"])
-    ref_y, _ = _reference_selective(*args, ex["method"])
-    assert_matches(y, ref_y, adapter.dtype, f"y with integration_timesteps ({ex['method']})")
+    _y_matches_reference(adapter, ex, "y with integration_timesteps")
 
 
 @register(SelectiveScanAdapter, "the final state (B, D, N) equals the reference's",
@@ -369,8 +372,6 @@ def selective_scan_final_state_matches_reference(adapter, ex):
     args = _selective_arrays(ex)
     _, state = _selective(adapter, *args, ex["method"])
     if state is None:
-        from equivalence_tests.conformance.adapters import Unsupported
-
         raise Unsupported("selective_scan returned no final state")
     _, ref_state = _reference_selective(*args, ex["method"])
     assert_matches(state, ref_state, adapter.dtype, f"final_state ({ex['method']})")
@@ -392,8 +393,6 @@ def selective_scan_continues_from_its_final_state(adapter, ex):
     y, _ = _selective(adapter, u, dt, A, Bm, Cm, D, z, tau, h0, m)
     y1, s1 = part(slice(0, k), h0)
     if s1 is None:
-        from equivalence_tests.conformance.adapters import Unsupported
-
         raise Unsupported("selective_scan returned no final state")
     y2, _ = part(slice(k, None), s1)
     assert_matches(np.concatenate([y1, y2], axis=1), y, adapter.dtype, f"y of the two parts (cut at {k}, {m})")

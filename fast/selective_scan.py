@@ -43,8 +43,9 @@ one ``torch.autograd.Function`` (``_RecomputedChunk``, activation checkpointing)
 building a graph and keeps only the chunk's inputs (views of the full tensors) and the state entering it,
 ``(B, D, N)`` per chunk, i.e. O(B L D + B (L/T) D N) in all; its backward recomputes the chunk's
 ``(B, T, D, N)`` systems with autograd on, runs the scan's adjoint by hand (the same in-place scan on the
-reversed steps) and lets autograd carry the result back through the discretization. The price is one more
-forward pass of the scan during backward. Plain autograd would keep every round of every chunk's scan.
+reversed steps) and lets autograd carry the result back through the discretization; for the mamba and dirac
+rules without gaps (Mamba's default) every derivative is written out instead (``_hand_chunk_backward``), into
+the forward's reused buffers. The price is one more forward pass of the scan during backward. Plain autograd would keep every round of every chunk's scan.
 Under torch.compile the chunks are recorded by plain autograd (the compiler does not trace the Function).
 (``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
 it records a graph of small nodes per chunk during the forward; on the CPU these fragmented the heap so
@@ -84,6 +85,7 @@ from fast.discretization import (
     input_gain,
     rule_steps,
 )
+from fast.scan import _strided
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -171,26 +173,33 @@ def _systems(u, dt, A, B, tau, method: str, buffers=None):
     return P.expand(X.shape).clone() if P.shape != X.shape else P, X
 
 
-def _blelloch_(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+def _blelloch_(P: torch.Tensor, X: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     """The inclusive scan x_t = P_t x_{t-1} + X_t over axis 1 of ``(B, T, ...)``, in place on ``X`` (and ``P``,
     which it overwrites with partial products), in the order of Blelloch's work-efficient scan ("Prefix sums and
     their applications", 1990): the up-sweep combines element t = 2dm + 2d - 1 with t - d for
     d = 1, 2, 4, ... (X_t then holds the state reached over the 2d steps ending at t from zero, P_t their decay),
     the down-sweep completes t = 2dm + 3d - 1 from the complete t - d for d = ..., 2, 1. Each round reads and
     writes disjoint elements of strided views, so it is one in-place operation; about 2 T element updates in
-    all, products and sums only (exact for any decay range). Any T >= 1."""
+    all, products and sums only (exact for any decay range). Any T >= 1. ``reverse``: the same on the mirrored
+    index, x_t = P_t x_{t+1} + X_t (``fast.scan._strided``)."""
     T = X.shape[1]
+
+    def rounds(t0: int, s0: int, d: int) -> tuple[slice, slice]:  # the later and the earlier elements of a round
+        count = len(range(t0, T, 2 * d))
+        return _strided(T, t0, 2 * d, count, reverse), _strided(T, s0, 2 * d, count, reverse)
+
     d = 1
     while 2 * d <= T:  # up-sweep
-        t, src = slice(2 * d - 1, T, 2 * d), slice(d - 1, T - d, 2 * d)
+        t, src = rounds(2 * d - 1, d - 1, d)
         X[:, t].addcmul_(P[:, t], X[:, src])
         if 4 * d <= T:  # the decays of the last level are never read
             P[:, t].mul_(P[:, src])
         d *= 2
     d //= 2
     while d >= 1:  # down-sweep
-        t, src = slice(3 * d - 1, T, 2 * d), slice(2 * d - 1, T - d, 2 * d)
-        X[:, t].addcmul_(P[:, t], X[:, src])
+        if T >= 3 * d:
+            t, src = rounds(3 * d - 1, 2 * d - 1, d)
+            X[:, t].addcmul_(P[:, t], X[:, src])
         d //= 2
     return X
 
@@ -219,12 +228,24 @@ class _Buffers(NamedTuple):
 
     P: torch.Tensor  # (B, T, D, N)
     X: torch.Tensor  # (B, T, D, N)
+    spare: dict  # more (B, T, D, N) tensors by name, made on first use (``take``): the hand backward's
 
     @staticmethod
     def like(u: torch.Tensor, N: int) -> _Buffers:
         Bsz, T, Dch = u.shape
         new = lambda *shape: torch.empty(*shape, dtype=u.dtype, device=u.device)  # noqa: E731
-        return _Buffers(new(Bsz, T, Dch, N), new(Bsz, T, Dch, N))
+        return _Buffers(new(Bsz, T, Dch, N), new(Bsz, T, Dch, N), {})
+
+    def take(self, name: str, shape: tuple) -> torch.Tensor | None:
+        """The buffer ``name`` (``"P"``, ``"X"`` or a spare) if ``shape`` is the buffers' full chunk, else None
+        (a shorter last chunk allocates its own)."""
+        if tuple(shape) != tuple(self.P.shape):
+            return None
+        if name in ("P", "X"):
+            return getattr(self, name)
+        if name not in self.spare:
+            self.spare[name] = torch.empty_like(self.P)
+        return self.spare[name]
 
 
 class _RecomputedChunk(torch.autograd.Function):
@@ -232,7 +253,7 @@ class _RecomputedChunk(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, dt, A, B, C, tau, h, method, buffers):
-        ctx.method = method
+        ctx.method, ctx.buffers = method, buffers
         ctx.save_for_backward(u, dt, A, B, C, tau, h)
         with torch.no_grad():
             return _chunk(u, dt, A, B, C, tau, h, method, buffers)
@@ -247,6 +268,9 @@ class _RecomputedChunk(torch.autograd.Function):
         u, dt, A, B, C, tau, h = ctx.saved_tensors
         grad_y, grad_h = grad_y.to(u.dtype), grad_h.to(u.dtype)
         need = dict(zip(("u", "dt", "A", "B", "C", "tau", "h"), ctx.needs_input_grad))
+        if tau is None and ctx.method in HAND_ADJOINT_RULES:
+            with torch.no_grad():
+                return _hand_chunk_backward(ctx.method, u, dt, A, B, C, h, grad_y, grad_h, ctx.buffers)
         named = {"u": u, "dt": dt, "A": A, "B": B, "tau": tau}
         with torch.enable_grad():
             leaves = {k: x.detach().requires_grad_(need[k]) for k, x in named.items() if x is not None}
@@ -274,6 +298,56 @@ class _RecomputedChunk(torch.autograd.Function):
             )
             grads.update(zip(targets, found))
         return grads["u"], grads["dt"], grads["A"], grads["B"], grad_C, grads["tau"], grad_h0, None, None
+
+
+#: Rules whose chunk backward is written out by hand (``_hand_chunk_backward``) when there are no event gaps; the
+#: others let autograd differentiate the discretization (``_RecomputedChunk.backward``).
+HAND_ADJOINT_RULES = frozenset({"mamba", "dirac"})
+
+
+def _hand_chunk_backward(method: str, u, dt, A, B, C, h, grad_y, grad_h, buffers=None):
+    """``_RecomputedChunk.backward`` for the mamba and dirac rules without gaps, every derivative written out:
+    P = exp(s) with s = dt A, X = w B with w = dt u (mamba) or u (dirac), ``(B, T, D, N)``. With G the adjoint
+    states (G_t = g_t + P_{t+1} G_{t+1}, g = grad_y C) and Q = dL/ds = G x_{t-1} P:
+
+        dL/dA_{dn} = sum_{bt} Q dt,   dL/ddt = sum_n Q A + [mamba] u sum_n G B,   dL/du = (dt or 1) sum_n G B,
+        dL/dB_{btn} = sum_d G w,      dL/dC_{btn} = sum_d grad_y x,               dL/dh = P_0 G_0.
+
+    The same quantities autograd finds through ``_systems``, without its graph (on the CPU that graph's
+    broadcasting products and their reductions were most of Mamba's backward). The four ``(B, T, D, N)``
+    tensors go into ``buffers`` (the forward's, ``_Buffers.take``) when given: fresh ones page-fault."""
+    Bsz, T, Dch = u.shape
+    N = A.shape[-1]
+    shape = (Bsz, T, Dch, N)
+    take = (lambda name: None) if buffers is None else (lambda name: buffers.take(name, shape))
+    P = torch.mul(dt[..., None], A, out=take("P")).exp_()  # (B, T, D, N)
+    w = dt * u if method == "mamba" else u  # (B, T, D)
+    x = torch.mul(w[..., None], B[:, :, None, :], out=take("X"))  # (B, T, D, N): X, scanned into the states
+    x[:, 0].addcmul_(P[:, 0], h)  # h folded into step 0
+    work = take("work")  # (B, T, D, N): the scans' partial products (they overwrite their decays)
+    work = P.clone() if work is None else work.copy_(P)
+    _blelloch_(work, x)  # x_t = P_t x_{t-1} + X_t
+    G = torch.mul(grad_y[..., None], C[:, :, None, :], out=take("G"))  # (B, T, D, N): the gradient from y
+    G[:, -1] += grad_h
+    if T > 1:  # G_t = g_t + P_{t+1} G_{t+1}: the last step is complete; fold it into the one before, then scan
+        G[:, -2].addcmul_(P[:, -1], G[:, -1])
+        work[:, :-1].copy_(P[:, 1:])  # (B, T - 1, D, N): the decay of step t is P_{t+1}
+        _blelloch_(work[:, :-1], G[:, :-1], reverse=True)
+    Q = torch.mul(G, P, out=take("Q"))  # (B, T, D, N): dL/ds = G x_{t-1} P
+    Q[:, 1:] *= x[:, :-1]
+    Q[:, 0] *= h
+    grad_dt = torch.mul(Q, A, out=take("tmp")).sum(-1)  # (B, T, D)
+    grad_A = Q.mul_(dt[..., None]).sum((0, 1))  # (D, N); Q is not read after this
+    GB = torch.matmul(G, B[:, :, :, None])[..., 0]  # (B, T, D): sum_n G B
+    grad_B = torch.matmul(w[:, :, None, :], G)[:, :, 0]  # (B, T, N): sum_d w G
+    grad_C = torch.matmul(grad_y[:, :, None, :], x)[:, :, 0]  # (B, T, N): sum_d grad_y x
+    if method == "mamba":
+        grad_dt.addcmul_(GB, u)
+        grad_u = GB * dt
+    else:
+        grad_u = GB
+    grad_h0 = P[:, 0] * G[:, 0]  # (B, D, N)
+    return grad_u, grad_dt, grad_A, grad_B, grad_C, None, grad_h0, None, None
 
 
 def _differentiable_chunk(u, dt, A, B, C, tau, h, method, buffers=None):

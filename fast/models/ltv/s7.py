@@ -38,6 +38,7 @@ reference's (the SSM core only; the options it does not build are not built here
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as nnf
 from torch.utils.checkpoint import checkpoint
 
 from fast._checks import complex_dtype, positive_int, records_grad, upcast
@@ -110,32 +111,45 @@ class S7(LTVFastModel):
         re = torch.clamp(Lambda_re, max=-1e-4) if self.clip_eigs else Lambda_re  # (P_loc,)
         return torch.complex(re, Lambda_im)  # (P_loc,)
 
-    def _project(self, u, start: int, stop: int):
-        """Columns ``start:stop`` of the token projection u @ x_proj_kernel + x_proj_bias: ``(..., stop - start)``."""
-        x = upcast(u) @ upcast(self.x_proj_kernel[:, start:stop]) + upcast(self.x_proj_bias[start:stop])
+    def _project(self, u, kernel, bias):
+        """u @ kernel + bias as one fused product (``kernel (H, n)``, ``bias (n,)``): ``(..., n)``, compute dtype."""
+        x = nnf.linear(upcast(u), upcast(kernel).t(), upcast(bias))  # (..., n)
         return x.to(self.compute_dtype)  # float32 for half precision, also under torch.autocast (bfloat16 products)
 
-    def _inputs(self, u, tau):
-        """``(a_bar, gamma * B_t u)`` of tokens ``u (..., H)`` with gaps ``tau (...)`` or None: ``(..., P_loc)``
-        each, from the projection's delta and B_t columns. B_t u in real arithmetic, from the real and
-        imaginary parts of B_t as projected: [Re, Im](B_t u)_p = sum_h B_raw[p, h, :] u_h."""
+    def _B_columns(self):
+        """The B_t columns of the token projection with each state's (re, im) rows outermost: ``(kernel (H, 2 P H),
+        bias (2 P H,))`` ordered (p, r, h) instead of the stored (p, h, r), so that B_t u is one batched
+        matrix-vector product on the projection as it comes out (no copy of it, forward or backward)."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
-        x = self._project(u, 0, R + 2 * P * H)  # (..., R + 2 P H)
-        dt = softplus((x[..., :R] @ upcast(self.step_proj_kernel)).to(x.dtype) + upcast(self.step_proj_bias))
+        cols = slice(R, R + 2 * P * H)
+        kernel = self.x_proj_kernel[:, cols].unflatten(1, (P, H, 2)).transpose(2, 3).flatten(1)  # (H, 2 P H)
+        bias = self.x_proj_bias[cols].unflatten(0, (P, H, 2)).transpose(1, 2).flatten()  # (2 P H,)
+        return kernel, bias
+
+    def _inputs(self, u, tau, B_kernel, B_bias):
+        """``(a_bar, gamma * B_t u)`` of tokens ``u (..., H)`` with gaps ``tau (...)`` or None: ``(..., P_loc)``
+        each, from the projection's delta and B_t columns (``B_kernel``, ``B_bias``: ``_B_columns``). B_t u in
+        real arithmetic, from the real and imaginary parts of B_t as projected: [Re, Im](B_t u)_p =
+        sum_h B_raw[p, :, h] u_h."""
+        R, P, H = self.dt_rank, self.local_P, self.d_model
+        delta = self._project(u, self.x_proj_kernel[:, :R], self.x_proj_bias[:R])  # (..., R)
+        dt = softplus((delta @ upcast(self.step_proj_kernel)).to(delta.dtype) + upcast(self.step_proj_bias))
         dt = self.step_rescale * dt  # (..., P)
-        B_raw = x[..., R:].unflatten(-1, (P, H, 2))  # (..., P, H, 2)
-        Bu = torch.einsum("...phr,...h->...pr", B_raw, upcast(u).to(x.dtype)).to(x.dtype)  # (..., P, 2)
-        Bu = torch.view_as_complex(Bu.contiguous())  # (..., P)
+        B_raw = self._project(u, B_kernel, B_bias).unflatten(-1, (2 * P, H))  # (..., 2 P, H): rows (p, r)
+        Bu = torch.matmul(B_raw, upcast(u).to(B_raw.dtype)[..., None]).to(B_raw.dtype)  # (..., 2 P, 1)
+        Bu = torch.view_as_complex(Bu.unflatten(-2, (P, 2))[..., 0])  # (..., P)
         return self._discretize(dt, Bu, tau)
 
     def _readout(self, u, x):
         """y = scale Re(C_t x) + D u of tokens ``u (..., H)`` and states ``x (..., P_loc)``: ``(..., H)``, from the
         projection's C_t columns, with Re(c x) = Re c Re x - Im c Im x on the parts of C_t as projected."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
-        C_raw = self._project(u, R + 2 * P * H, R + 4 * P * H).unflatten(-1, (H, P, 2))  # (..., H, P, 2)
+        cols = slice(R + 2 * P * H, R + 4 * P * H)
+        C_raw = self._project(u, self.x_proj_kernel[:, cols], self.x_proj_bias[cols])  # (..., H P 2)
         sign = torch.tensor([1.0, -1.0], dtype=C_raw.dtype, device=u.device)  # (2,)
-        x_parts = torch.view_as_real(x) * sign  # (..., P, 2): [Re x, -Im x]
-        y = self.readout_scale * torch.einsum("...hpr,...pr->...h", C_raw, x_parts).to(C_raw.dtype)
+        x_parts = (torch.view_as_real(x) * sign).flatten(-2)  # (..., 2 P): [Re x, -Im x] of each state
+        y = torch.matmul(C_raw.unflatten(-1, (H, 2 * P)), x_parts[..., None])[..., 0]  # (..., H)
+        y = self.readout_scale * y.to(C_raw.dtype)
         y = y + upcast(self.D) * upcast(u)  # (..., H)
         return y.to(u.dtype)  # (..., H): back to a half-precision module's dtype
 
@@ -187,10 +201,12 @@ class S7(LTVFastModel):
         tau_chunks = [None] * len(u_chunks) if tau is None else tau.split(T, dim=1)  # (B, T) each
         records = records_grad(u, x0, tau, *self.parameters())
         starts = range(0, L, T)
+        B_columns = self._B_columns()
         if records:  # each chunk a checkpoint; the results joined by cat (writing them into slices of one
             # tensor would make every chunk's backward copy the whole gradient: O(L^2 / T) work)
             inputs = [
-                checkpoint(self._inputs, u_c, tau_c, use_reentrant=False) for u_c, tau_c in zip(u_chunks, tau_chunks)
+                checkpoint(self._inputs, u_c, tau_c, *B_columns, use_reentrant=False)
+                for u_c, tau_c in zip(u_chunks, tau_chunks)
             ]
             a_bar = torch.cat([a for a, _ in inputs], dim=1)  # (B, L, P)
             Bu_bar = torch.cat([b for _, b in inputs], dim=1)  # (B, L, P)
@@ -200,7 +216,7 @@ class S7(LTVFastModel):
             a_bar = torch.empty(Bsz, L, self.local_P, dtype=self.state_dtype, device=u.device)  # (B, L, P)
             Bu_bar = torch.empty_like(a_bar)  # (B, L, P)
             for t0, u_c, tau_c in zip(starts, u_chunks, tau_chunks):
-                a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c)
+                a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c, *B_columns)
         x, final_state = scan_states(a_bar, Bu_bar, x0, self.backend)  # (B, L, P), (B, P)
         x_chunks = x.split(T, dim=1)  # (B, T, P) each
         if records:
@@ -225,6 +241,6 @@ class S7(LTVFastModel):
         tau = self.check_timesteps(integration_timesteps, Bsz, None, allow_zero=True)
         self.values_ok({"u_t": u_t, "state": x})
         check_gaps(self.discretization, tau)  # async needs gaps; a zero gap would drop an input (zoh, bilinear, mamba)
-        a_bar, Bu_bar = self._inputs(u_t, tau)  # (B, P) each
+        a_bar, Bu_bar = self._inputs(u_t, tau, *self._B_columns())  # (B, P) each
         x = a_bar * x + Bu_bar  # (B, P)
         return self.unbatch(self._readout(u_t, x), x, unbatched)  # (B, H), (B, P)

@@ -53,9 +53,9 @@ from fast._checks import broadcast, common_dtype, positive_int, resolve_backend,
 __all__ = ["linear_scan", "check_scan_args", "ScanArgs", "DEFAULT_CHUNK_SIZE", "BLOCK_BYTES"]
 
 #: About the bytes of output one block covers (step 1 of the module docstring): its rounds then run in the caches.
-#: Measured on the 2-core CPU (1 MiB of L2 a core, 32 MiB of L3), B = 8, L = 4096, D = 256 float32, one torch
-#: thread, the settings timed in turn: 256 KiB blocks 146 ms (the Python cost of four times as many blocks),
-#: 1 MiB 76-107 ms, 4 MiB 60-66 ms, 16 MiB 98 ms, against 190-230 ms for a step loop.
+#: Re-measured 2026-12-03 on the 2-core Intel Xeon (1.25 MiB of L2 a core, 48 MiB of L3), B = 8, L = 4096, D = 256
+#: float32, one torch thread, idle machine, the settings timed in turn (medians): 256 KiB blocks 66 ms (the Python
+#: cost of many more blocks), 1 MiB 52 ms, 4 MiB 51 ms, 16 MiB 57 ms.
 BLOCK_BYTES = 1 << 22
 
 #: The fewest steps of a block when ``chunk_size`` is None (batch rows are added up to ``BLOCK_BYTES``; fewer steps

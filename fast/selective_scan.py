@@ -95,11 +95,13 @@ __all__ = [
     "selective_scan",
 ]
 
-#: Steps per chunk when ``chunk_size`` is None, by the size of one step (B * D * N states). Measured on the 2-core
-#: CPU (one thread, loaded; float32 forward of the in-place scan, min of 4): B=8, L=512, D=256, N=16 (32768 states a
-#: step): T=8 0.11-0.12 s, T=16 0.11-0.15 s, T=32 0.10-0.15 s (the earlier cumulative-sum path: 0.12 s); B=1,
-#: L=8192, D=128, N=16 (2048 states a step), where the per-chunk Python overhead dominates: T=8 0.37-0.55 s,
-#: T=32 0.19-0.25 s, T=64 0.15-0.21 s.
+#: Steps per chunk when ``chunk_size`` is None, by the size of one step (B * D * N states). Re-measured
+#: 2026-12-03 on the 2-core Intel Xeon (one thread, idle machine, medians of chunk sizes timed in turn): the scan
+#: alone at B=8, L=512, D=256, N=16 (32768 states a step): T=8 125 ms, T=16 97 ms, T=32 96 ms; but Mamba's
+#: forward + backward at its standard size (B=8, L=1024, d_model=128, the same step size) T=8 784 ms, T=16 895 ms,
+#: T=32 952 ms (forward alone 211 / 200 / 234 ms): the backward's (B, T, D, N) tensors outgrow the caches, so 8
+#: stays. B=1, L=8192, D=128, N=16 (2048 states a step), where the per-chunk Python overhead dominates: T=8 202 ms,
+#: T=32 107 ms, T=64 87 ms.
 DEFAULT_CHUNK_SIZE = 8
 SMALL_STEP_CHUNK_SIZE = 64
 SMALL_STEP = 8192

@@ -45,7 +45,8 @@ building a graph and keeps only the chunk's inputs (views of the full tensors) a
 ``(B, T, D, N)`` systems with autograd on, runs the scan's adjoint by hand (the same in-place scan on the
 reversed steps) and lets autograd carry the result back through the discretization; for the mamba and dirac
 rules without gaps (Mamba's default) every derivative is written out instead (``_hand_chunk_backward``), into
-the forward's reused buffers. The price is one more forward pass of the scan during backward. Plain autograd would keep every round of every chunk's scan.
+the forward's reused buffers. The price is one more forward pass of the scan during backward. Plain autograd
+would keep every round of every chunk's scan.
 Under torch.compile the chunks are recorded by plain autograd (the compiler does not trace the Function).
 (``torch.utils.checkpoint`` in its non-reentrant mode keeps the tensors bounded too, but
 it records a graph of small nodes per chunk during the forward; on the CPU these fragmented the heap so

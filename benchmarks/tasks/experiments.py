@@ -67,12 +67,12 @@ class Config:
 #: the LTI row of the paper's Table 1); add it with ``--models``
 FULL = Config(
     models=("S4D", "S5", "LRU", "S4", "Mamba", "MambaFixed", "RGLRU", "S7"),
-    seeds=(0, 1),
+    seeds=(0, 1, 2),
     lrs=(3e-3, 1e-2),
     target_params=20000,
     d_state=16,
     tasks={
-        "selective_copying": TaskConfig(seq_len=64, vocab_size=10, n_memorize=4, steps=500, search_steps=100,
+        "selective_copying": TaskConfig(seq_len=64, vocab_size=10, n_memorize=4, steps=800, search_steps=100,
                                         eval_lengths=(64, 128, 256), eval_samples=512),
         "induction_heads": TaskConfig(seq_len=32, vocab_size=16, steps=400, search_steps=100,
                                       eval_lengths=(32, 128, 512), eval_samples=256),

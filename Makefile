@@ -34,7 +34,7 @@ bench: $(STAMP)
 gpu-check:
 	PYTHONPATH=. $(PY) -m benchmarks.gpu_check
 
-# The Mamba paper's synthetic tasks on the fast models, into benchmarks/tasks/results/ (45 min on a busy 2-core machine)
+# The Mamba paper's synthetic tasks on the fast models, into benchmarks/tasks/results/ (13 min on two idle cores)
 experiments: $(STAMP)
 	nice $(BIN)/python -m benchmarks.tasks run
 

@@ -62,9 +62,9 @@ class Config:
     tasks: dict = field(default_factory=dict)
 
 
-#: the experiment of ``make experiments`` (45 minutes measured on a shared, busy 2-core machine; estimated, not
-#: measured, ~25 on two free cores): Centaurus is left out for time (S4 is
-#: the LTI row of the paper's Table 1); add it with ``--models``
+#: the experiment of ``make experiments`` (12.6 minutes measured on the idle 2-core machine, 2026-12-03; 45 for
+#: the earlier two seeds of 500 steps on a heavily loaded one): Centaurus is left out for time (S4 is the LTI row of
+#: the paper's Table 1); add it with ``--models``
 FULL = Config(
     models=("S4D", "S5", "LRU", "S4", "Mamba", "MambaFixed", "RGLRU", "S7"),
     seeds=(0, 1, 2),

@@ -207,6 +207,17 @@ def _blelloch_(P: torch.Tensor, X: torch.Tensor, reverse: bool = False) -> torch
     return X
 
 
+def _adjoint_scan_(P: torch.Tensor, G: torch.Tensor, work: torch.Tensor) -> None:
+    """In place: ``G (B, T, ...)`` holding g becomes the adjoint states G_t = g_t + P_{t+1} G_{t+1} (the reverse
+    scan of a chunk's backward). The last step is complete; it is folded into the one before, and the first T - 1
+    steps are scanned on the mirrored index with the decays P_{t+1}, copied into ``work`` (same shape as P, which
+    the scan overwrites with partial products; P itself is kept)."""
+    if G.shape[1] > 1:
+        G[:, -2].addcmul_(P[:, -1], G[:, -1])
+        work[:, :-1].copy_(P[:, 1:])  # (B, T - 1, ...): the decay of step t is P_{t+1}
+        _blelloch_(work[:, :-1], G[:, :-1], reverse=True)
+
+
 def _pair_scan(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """The scan of ``_blelloch_`` without in-place updates (for autograd): the pairs (2m, 2m+1) combined into one
     step, the half-length scan solved recursively (the odd states), the even states completed from them."""
@@ -283,11 +294,9 @@ class _RecomputedChunk(torch.autograd.Function):
             X_h = X.detach().clone()
             X_h[:, 0].addcmul_(P0[:, 0], h)  # h folded into step 0
             x = _blelloch_(P0.clone(), X_h)  # (B, T, D, N): the chunk's states
-            g = grad_y[..., None] * C[:, :, None, :]  # (B, T, D, N): the gradient reaching the states from y
-            g[:, -1] += grad_h
-            P_rev = torch.ones_like(P0)  # (B, T, D, N): P_rev[k] = P[T - k] for k >= 1 (P_rev[0] is not read)
-            P_rev[:, 1:] = P0[:, 1:].flip(1)
-            G = _blelloch_(P_rev, g.flip(1).contiguous()).flip(1)  # (B, T, D, N)
+            G = grad_y[..., None] * C[:, :, None, :]  # (B, T, D, N): the gradient reaching the states from y
+            G[:, -1] += grad_h
+            _adjoint_scan_(P0, G, P0.clone())  # (B, T, D, N)
             x_prev = torch.cat([h[:, None], x[:, :-1]], dim=1)  # (B, T, D, N)
             grad_P = G * x_prev
             grad_C = torch.einsum("btd,btdn->btn", grad_y, x) if need["C"] else None  # (B, T, N)
@@ -332,10 +341,7 @@ def _hand_chunk_backward(method: str, u, dt, A, B, C, h, grad_y, grad_h, buffers
     _blelloch_(work, x)  # x_t = P_t x_{t-1} + X_t
     G = torch.mul(grad_y[..., None], C[:, :, None, :], out=take("G"))  # (B, T, D, N): the gradient from y
     G[:, -1] += grad_h
-    if T > 1:  # G_t = g_t + P_{t+1} G_{t+1}: the last step is complete; fold it into the one before, then scan
-        G[:, -2].addcmul_(P[:, -1], G[:, -1])
-        work[:, :-1].copy_(P[:, 1:])  # (B, T - 1, D, N): the decay of step t is P_{t+1}
-        _blelloch_(work[:, :-1], G[:, :-1], reverse=True)
+    _adjoint_scan_(P, G, work)
     Q = torch.mul(G, P, out=take("Q"))  # (B, T, D, N): dL/ds = G x_{t-1} P
     Q[:, 1:] *= x[:, :-1]
     Q[:, 0] *= h

@@ -134,6 +134,25 @@ def test_training_lowers_the_loss(name):
     assert history[-1]["loss"] < history[0]["loss"] - 0.1, history
 
 
+def test_a_diverging_run_stops_before_its_parameters_go_nan():
+    # A non-finite gradient (made here by a hook from the third backward on) ends the run before the optimizer
+    # step: the history ends with a NaN loss, the parameters stay finite (the fast model would refuse NaN ones
+    # at its next forward), so the run can still be evaluated and the experiment goes on.
+    from benchmarks.tasks.experiments import make_batch
+
+    tc = QUICK.tasks["selective_copying"]
+    model = SequenceModel("S4D", tc.vocab_size, 16, 4, 2, seed=0)
+    calls = []
+    first = next(model.parameters())
+    first.register_hook(lambda g: (calls.append(1), g * float("nan") if len(calls) >= 3 else g)[1])
+    history = train(model, lambda b, L, s: make_batch("selective_copying", tc, b, L, s), steps=10, lr=1e-2,
+                    batch_size=8, seq_len=tc.seq_len, seed=0, log_every=1, progress=False)
+    assert len(history) == 3 and history[-1]["loss"] != history[-1]["loss"], history  # NaN at step 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    inputs, _ = make_batch("selective_copying", tc, 4, tc.seq_len, 99)
+    assert torch.isfinite(model(inputs)).all()
+
+
 def test_a_seed_gives_the_same_numbers_and_another_seed_others():
     job = dict(task="selective_copying", model="S4D", seed=0, lr=1e-2, steps=8, width=16, evaluate=True)
     a, b = run_one(job, QUICK, progress=False), run_one(job, QUICK, progress=False)

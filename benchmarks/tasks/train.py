@@ -63,8 +63,9 @@ def train(model, make_batch, *, steps: int, lr: float, batch_size: int, seq_len:
     """Train ``model`` for ``steps`` AdamW steps on fresh batches ``make_batch(batch_size, seq_len, seed)``.
 
     Returns the history ``[{"step", "loss", "accuracy"}, ...]``: the mean training loss and accuracy of the
-    last ``log_every`` batches, every ``log_every`` steps. A non-finite loss stops the run (the history says
-    so with a NaN loss)."""
+    last ``log_every`` batches, every ``log_every`` steps. A non-finite loss or gradient norm stops the run
+    before the step that would spoil the parameters (the history says so with a NaN loss; the model keeps the
+    last finite parameters, so it can still be evaluated)."""
     params = model.trained_parameters() if hasattr(model, "trained_parameters") else list(model.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     warmup = max(1, steps // 10)
@@ -81,7 +82,9 @@ def train(model, make_batch, *, steps: int, lr: float, batch_size: int, seq_len:
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, clip)
+        if not torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip)):  # diverged: stop before the step
+            history.append({"step": step + 1, "loss": float("nan"), "accuracy": float(acc)})
+            break
         opt.step()
         sched.step()
         losses.append(loss.item())

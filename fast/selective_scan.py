@@ -207,6 +207,19 @@ def _blelloch_(P: torch.Tensor, X: torch.Tensor, reverse: bool = False) -> torch
     return X
 
 
+def _states_and_adjoints_(P, x, h, grad_y, C, grad_h, work, out=None) -> torch.Tensor:
+    """The two scans of a chunk's backward. In place: ``x (B, T, D, N)`` holding X becomes the chunk's states
+    from ``h (B, D, N)``; returns the adjoint states G (in ``out`` when given), G_t = g_t + P_{t+1} G_{t+1} from
+    g = grad_y C and the final state's gradient ``grad_h``. ``P`` is kept; ``work`` (its shape) holds the scans'
+    partial products."""
+    x[:, 0].addcmul_(P[:, 0], h)  # h folded into step 0
+    _blelloch_(work.copy_(P), x)  # x_t = P_t x_{t-1} + X_t
+    G = torch.mul(grad_y[..., None], C[:, :, None, :], out=out)  # (B, T, D, N): the gradient reaching the states
+    G[:, -1] += grad_h
+    _adjoint_scan_(P, G, work)
+    return G
+
+
 def _adjoint_scan_(P: torch.Tensor, G: torch.Tensor, work: torch.Tensor) -> None:
     """In place: ``G (B, T, ...)`` holding g becomes the adjoint states G_t = g_t + P_{t+1} G_{t+1} (the reverse
     scan of a chunk's backward). The last step is complete; it is folded into the one before, and the first T - 1
@@ -278,7 +291,8 @@ class _RecomputedChunk(torch.autograd.Function):
         """The chunk's systems (P, X) recomputed with autograd, the scan's adjoint by hand: with g the gradient
         reaching the states, G_t = g_t + P_{t+1} G_{t+1} (the same in-place scan on the reversed steps), and
         dL/dX_t = G_t, dL/dP_t = G_t x_{t-1} (x_{-1} = h), dL/dh = P_0 G_0; autograd carries dP and dX back to
-        u, dt, A, B and the gaps through the discretization only (no graph of the scan's rounds)."""
+        u, dt, A, B and the gaps through the discretization only (no graph of the scan's rounds). The mamba and
+        dirac rules without gaps go to ``_hand_chunk_backward`` instead."""
         u, dt, A, B, C, tau, h = ctx.saved_tensors
         grad_y, grad_h = grad_y.to(u.dtype), grad_h.to(u.dtype)
         need = dict(zip(("u", "dt", "A", "B", "C", "tau", "h"), ctx.needs_input_grad))
@@ -291,12 +305,8 @@ class _RecomputedChunk(torch.autograd.Function):
             P, X = _systems(leaves["u"], leaves["dt"], leaves["A"], leaves["B"], leaves.get("tau"), ctx.method)
         with torch.no_grad():
             P0 = P.detach()
-            X_h = X.detach().clone()
-            X_h[:, 0].addcmul_(P0[:, 0], h)  # h folded into step 0
-            x = _blelloch_(P0.clone(), X_h)  # (B, T, D, N): the chunk's states
-            G = grad_y[..., None] * C[:, :, None, :]  # (B, T, D, N): the gradient reaching the states from y
-            G[:, -1] += grad_h
-            _adjoint_scan_(P0, G, P0.clone())  # (B, T, D, N)
+            x = X.detach().clone()  # (B, T, D, N): X, scanned into the chunk's states
+            G = _states_and_adjoints_(P0, x, h, grad_y, C, grad_h, torch.empty_like(P0))  # (B, T, D, N)
             x_prev = torch.cat([h[:, None], x[:, :-1]], dim=1)  # (B, T, D, N)
             grad_P = G * x_prev
             grad_C = torch.einsum("btd,btdn->btn", grad_y, x) if need["C"] else None  # (B, T, N)
@@ -335,13 +345,8 @@ def _hand_chunk_backward(method: str, u, dt, A, B, C, h, grad_y, grad_h, buffers
     P = torch.mul(dt[..., None], A, out=take("P")).exp_()  # (B, T, D, N)
     w = dt * u if method == "mamba" else u  # (B, T, D)
     x = torch.mul(w[..., None], B[:, :, None, :], out=take("X"))  # (B, T, D, N): X, scanned into the states
-    x[:, 0].addcmul_(P[:, 0], h)  # h folded into step 0
-    work = take("work")  # (B, T, D, N): the scans' partial products (they overwrite their decays)
-    work = P.clone() if work is None else work.copy_(P)
-    _blelloch_(work, x)  # x_t = P_t x_{t-1} + X_t
-    G = torch.mul(grad_y[..., None], C[:, :, None, :], out=take("G"))  # (B, T, D, N): the gradient from y
-    G[:, -1] += grad_h
-    _adjoint_scan_(P, G, work)
+    work = take("work")
+    G = _states_and_adjoints_(P, x, h, grad_y, C, grad_h, torch.empty_like(P) if work is None else work, take("G"))
     Q = torch.mul(G, P, out=take("Q"))  # (B, T, D, N): dL/ds = G x_{t-1} P
     Q[:, 1:] *= x[:, :-1]
     Q[:, 0] *= h
@@ -361,7 +366,8 @@ def _hand_chunk_backward(method: str, u, dt, A, B, C, h, grad_y, grad_h, buffers
 
 def _differentiable_chunk(u, dt, A, B, C, tau, h, method, buffers=None):
     """One chunk when gradients are needed: ``_chunk`` through ``_RecomputedChunk`` (the forward may use the
-    buffers; the backward's recomputation records a graph and allocates its own)."""
+    buffers, and so may the hand-written backward; the autograd backward records a graph and allocates its
+    own)."""
     return _RecomputedChunk.apply(u, dt, A, B, C, tau, h, method, buffers)
 
 

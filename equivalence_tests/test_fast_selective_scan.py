@@ -249,6 +249,27 @@ def test_fast_selective_scan_hand_written_backward_equals_autograd_through_the_r
         torch.testing.assert_close(g_hand, g_auto, rtol=1e-12, atol=1e-12, msg=f"{method}: gradient of {name}")
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 8, 9, 16])
+def test_blelloch_scan_with_separate_products_leaves_the_decays_and_equals_the_step_loop(T, reverse):
+    # _blelloch_ writes its partial products into P, or (the backward's scans) into ``products`` and only reads
+    # P: both must equal the step-by-step recurrence, and the second must leave P as it was.
+    gen = torch.Generator().manual_seed(T)
+    P = torch.rand(2, T, 3, 4, dtype=torch.float64, generator=gen) * 1.5  # (B, T, D, N), some above 1
+    X = torch.randn(2, T, 3, 4, dtype=torch.float64, generator=gen)
+    expected = torch.empty_like(X)
+    state = torch.zeros_like(X[:, 0])
+    for t in (reversed(range(T)) if reverse else range(T)):  # the oracle: one step at a time
+        state = P[:, t] * state + X[:, t]
+        expected[:, t] = state
+    P_kept, products = P.clone(), torch.full_like(P, float("nan"))
+    separate = fast.selective_scan._blelloch_(P_kept, X.clone(), reverse=reverse, products=products)
+    in_place = fast.selective_scan._blelloch_(P.clone(), X.clone(), reverse=reverse)
+    torch.testing.assert_close(separate, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(in_place, expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(P_kept, P)
+
+
 def test_fast_selective_scan_keeps_O_BLD_plus_one_state_per_chunk_for_backward(monkeypatch):
     # With the chunks recomputed in backward, autograd keeps the output-sized tensors and the state entering
     # each chunk: at most 2 (B L D + (L/T) B D N) elements. Without (plain autograd through each chunk) the

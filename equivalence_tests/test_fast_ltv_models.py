@@ -280,6 +280,47 @@ GRAD_CASES = (
 )
 
 
+@pytest.mark.parametrize(("W", "with_bias", "with_history"), [(4, True, True), (4, False, False), (1, True, True),
+                                                              (3, True, False)])
+def test_causal_depthwise_conv1d_equals_numpy_convolution_and_its_backward_the_plain_graph(W, with_bias, with_history):
+    # The convolution without document starts runs as one Function (taps in place, backward written out): its
+    # output equals numpy's full convolution channel by channel, and its gradients (input, weight, bias,
+    # history) equal gradcheck's finite differences and autograd's through the masked path with doc_start = 0
+    # (which keeps every position, so it is the same convolution as the plain graph of products).
+    from fast.models.ltv._base import causal_depthwise_conv1d
+
+    gen = torch.Generator().manual_seed(W)
+    Bsz, L, D = 2, 7, 3
+    x = torch.randn(Bsz, L, D, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(W, D, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(D, dtype=torch.float64, generator=gen, requires_grad=True) if with_bias else None
+    history = (torch.randn(Bsz, W - 1, D, dtype=torch.float64, generator=gen, requires_grad=True)
+               if with_history else None)
+    y, new_history = causal_depthwise_conv1d(x, weight, bias, history)
+    seq = np.concatenate([np.zeros((Bsz, W - 1, D)) if history is None else history.detach().numpy(),
+                          x.detach().numpy()], axis=1)  # (B, W-1+L, D)
+    expected = np.stack([np.stack([np.convolve(seq[b, :, d], weight.detach().numpy()[::-1, d], mode="valid")
+                                   for d in range(D)], axis=-1) for b in range(Bsz)])  # (B, L, D)
+    if bias is not None:
+        expected = expected + bias.detach().numpy()
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(new_history.detach().numpy(), seq[:, L:])
+
+    leaves = [t for t in (x, weight, bias, history) if t is not None]
+
+    def run(*args, doc_start=None):
+        it = iter(args)
+        call = [next(it) if t is not None else None for t in (x, weight, bias, history)]
+        return causal_depthwise_conv1d(*call, doc_start=doc_start)[0]
+
+    assert torch.autograd.gradcheck(run, tuple(leaves))
+    g = torch.randn(Bsz, L, D, dtype=torch.float64, generator=gen)
+    fast_grads = torch.autograd.grad(run(*leaves), leaves, g)
+    plain_grads = torch.autograd.grad(run(*leaves, doc_start=torch.zeros(Bsz, L, dtype=torch.long)), leaves, g)
+    for got, want in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize(
     ("name", "method", "segment_reset"), GRAD_CASES, ids=[f"{n}-{m}-reset_{r}" for n, m, r in GRAD_CASES]
 )

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from fast import scan as _scan
 from fast._checks import HALF, nonnegative, positive_int, real_like, validating, values_ok
@@ -37,9 +38,12 @@ __all__ = [
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
-    """log(1 + e^x) without overflow and without torch's linear cut-off above x = 20 (``F.softplus``
-    returns x there, off by e^{-x}), so that it equals the reference's ``np.logaddexp(0, x)``."""
-    return torch.logaddexp(x, torch.zeros_like(x))
+    """log(1 + e^x), equal to the reference's ``np.logaddexp(0, x)`` up to rounding: ``F.softplus`` with its linear
+    cut-off moved from x = 20 (its default, off by e^{-20} ~ 2e-9 there, visible in float64) to x = 40, above which
+    e^{-x} < 5e-18 is below half a unit in the last place of x in float32 and float64, so that x is the rounded
+    value. One operation with a one-operation backward (``logaddexp(x, 0)`` needs a zeros tensor and its backward
+    several passes over it)."""
+    return F.softplus(x, threshold=40.0)
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -67,6 +71,8 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
     if history is None:
         history = x.new_zeros(Bsz, W - 1, D)  # (B, W-1, D)
     padded = torch.cat([history, x], dim=1)  # (B, W-1+L, D)
+    if doc_start is None and not torch.compiler.is_compiling():
+        return _DepthwiseConv.apply(padded, weight, bias), padded[:, L:]
     t = torch.arange(L, device=x.device)  # (L,)
     y = x.new_zeros(Bsz, L, D) if bias is None else bias.expand(Bsz, L, D)  # (B, L, D)
     for s in range(W):  # s = how far back the tap looks
@@ -81,6 +87,46 @@ def causal_depthwise_conv1d(x, weight, bias, history=None, doc_start=None):
         keep = positions[None, :] >= doc_start[:, -1:]  # (B, W-1)
         new_history = new_history * keep[..., None]  # (B, W-1, D)
     return y, new_history
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """``causal_depthwise_conv1d`` without document starts, on ``padded (B, W-1+L, D)``: the W taps accumulated in
+    place into one output, and the backward written out (autograd's graph of W out-of-place products made 2 W
+    fresh (B, L, D) tensors, forward and backward, each page-faulting on the CPU; here one output each way). Not
+    used under torch.compile, which records the plain ops instead. Differentiable once."""
+
+    @staticmethod
+    def forward(ctx, padded, weight, bias):
+        W, L = weight.shape[0], padded.shape[1] - weight.shape[0] + 1
+        y = torch.mul(padded[:, W - 1 :], weight[W - 1])  # (B, L, D): the tap of the current input
+        for s in range(1, W):  # s = how far back the tap looks
+            y.addcmul_(padded[:, W - 1 - s : W - 1 - s + L], weight[W - 1 - s])
+        if bias is not None:
+            y += bias
+        ctx.save_for_backward(padded, weight)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        """dL/dpadded[t + j] += weight[j] g_t, dL/dweight[j] = sum_{b,t} g_t padded[t + j], dL/dbias = sum_{b,t} g_t."""
+        padded, weight = ctx.saved_tensors
+        W, L = weight.shape[0], grad_y.shape[1]
+        want_padded, want_weight, want_bias = ctx.needs_input_grad
+        grad_padded = grad_weight = grad_bias = None
+        if want_padded:
+            grad_padded = torch.empty(padded.shape, dtype=torch.result_type(grad_y, weight), device=padded.device)
+            grad_padded[:, : W - 1].zero_()  # (B, W-1, D): reached by the taps looking back only
+            torch.mul(grad_y, weight[W - 1], out=grad_padded[:, W - 1 :])
+            for j in range(W - 1):
+                grad_padded[:, j : j + L].addcmul_(grad_y, weight[j])
+        if want_weight:
+            product = torch.empty_like(grad_y)  # (B, L, D), reused by every tap
+            grad_weight = torch.stack([torch.mul(grad_y, padded[:, j : j + L], out=product).sum((0, 1))
+                                       for j in range(W)])  # (W, D)
+        if want_bias:
+            grad_bias = grad_y.sum((0, 1))  # (D,)
+        return grad_padded, grad_weight, grad_bias
 
 
 def scan_states(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, backend: str):

@@ -426,10 +426,14 @@ def _options(ref) -> dict:
 
 
 @pytest.mark.parametrize("with_grad", [False, True])
-def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad):
-    """S7's per-token B_t and C_t (4 P_loc H numbers a token) are made a chunk of tokens at a time: no call of
-    the projection sees more than ``selection_chunk`` tokens, in forward and (checkpoints) in backward; the
-    output and the gradients equal the reference / the unchunked forward."""
+def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad, monkeypatch):
+    """S7's per-token B_t and C_t (4 P_loc H numbers a token) are made a chunk of tokens at a time: no
+    projection sees more than ``selection_chunk`` tokens, in forward and (recomputed) in backward; the output
+    and the gradients equal the reference / the unchunked forward. The projections are counted where they are
+    made: ``_project`` (the delta columns) and ``_linear_rows`` (the B_t and C_t columns, in
+    ``_ProjectedContraction``, on the (B T, H) rows of a chunk's tokens)."""
+    import fast.models.ltv.s7 as s7
+
     ref = reference.models.S7(3, 4, discretization="zoh", seed=2)
     model = fast.models.S7.from_reference(ref)
     assert model.selection_chunk(2) >= 10  # the default: these 10 tokens are one chunk
@@ -437,8 +441,10 @@ def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad):
     u_whole = torch.tensor(u, requires_grad=True)
     grad_whole = torch.autograd.grad(model(u_whole).square().sum(), u_whole)[0]  # one chunk of 10 tokens
     tokens = []
-    project = model._project
+    project, linear_rows = model._project, s7._linear_rows
     model._project = lambda x, *columns: tokens.append(x.shape[-2]) or project(x, *columns)
+    monkeypatch.setattr(s7, "_linear_rows",
+                        lambda x, *a, **k: tokens.append(x.shape[0] // 2) or linear_rows(x, *a, **k))  # B = 2 rows
     model.selection_chunk_size = 4
     u_t = torch.tensor(u, requires_grad=with_grad)
     with torch.set_grad_enabled(with_grad):
@@ -448,7 +454,8 @@ def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad):
     assert tokens == [4, 4, 4, 4, 2, 2, 4, 4, 2], tokens
     if with_grad:
         grad = torch.autograd.grad(y.square().sum(), u_t)[0]
-        assert len(tokens) == 18 and max(tokens) == 4, tokens  # backward recomputed each chunk's projections
+        # backward formed each chunk's B_t and C_t projections again (the delta columns' are kept: R per token)
+        assert len(tokens) == 15 and max(tokens) == 4, tokens
         assert_close(grad, grad_whole.numpy(), "float64", "input gradient, chunked vs whole")
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as nnf
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from fast._checks import complex_dtype, positive_int, records_grad, upcast
@@ -50,6 +51,62 @@ __all__ = ["S7"]
 
 #: numbers in one chunk's projection (B * T * (R + 4 P_loc H)): 16 MiB in float32
 _SELECTION_BLOCK = 2**22
+
+
+def _linear_rows(u2, kernel, bias, out=None):
+    """u2 @ kernel + bias for ``u2 (n, H)``, ``kernel (H, c)``, ``bias (c,)`` or None: ``(n, c)``, into ``out``
+    when given (the projection of a chunk's tokens; one place to count them)."""
+    if bias is None:
+        return torch.mm(u2, kernel, out=out)
+    return torch.addmm(bias, u2, kernel, out=out)
+
+
+class _Scratch:
+    """One ``(rows, columns)`` tensor reused by every chunk of a forward call and by their backward (a fresh
+    projection-sized tensor per chunk page-faulted on the CPU: a chunk's product took about twice as long
+    as the same product into warm memory); a shorter chunk uses its first rows."""
+
+    def __init__(self):
+        self.tensor = None
+
+    def take(self, rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
+        t = self.tensor
+        if t is None or t.shape[0] < rows or t.shape[1] != columns or t.dtype != like.dtype or t.device != like.device:
+            t = self.tensor = torch.empty(rows, columns, dtype=like.dtype, device=like.device)
+        return t[:rows]
+
+
+class _ProjectedContraction(torch.autograd.Function):
+    """``out[n, j] = sum_i M_n[j, i] v_n[i]`` with the token's matrix ``M_n = (u_n K + b)`` viewed ``(k, m)``:
+    S7's B_t u_t (v = u, k = 2 P) and C_t x_t (v = [Re x, -Im x], k = H). The ``(n, k m)`` projection goes into
+    a reused scratch tensor and is formed again in backward, never kept (autograd keeps u, v and the weights:
+    O(n (H + m)) a chunk, where a checkpoint kept the same but recomputed the whole chunk). Backward, with g
+    the gradient of out and G = g v^T the projection's gradient (written over the recomputed projection):
+    dL/dv = g^T M, dL/du = G K^T, dL/dK = u^T G, dL/db = sum_n G. Eager mode without autocast only (the model
+    takes the plain ops under torch.compile and torch.autocast). Differentiable once."""
+
+    @staticmethod
+    def forward(ctx, u2, v2, kernel, bias, k: int, scratch: _Scratch):
+        n, m = u2.shape[0], v2.shape[1]
+        proj = _linear_rows(u2, kernel, bias, out=scratch.take(n, kernel.shape[1], u2))  # (n, k m)
+        out = torch.bmm(proj.view(n, k, m), v2[:, :, None])[:, :, 0]  # (n, k)
+        ctx.k, ctx.scratch = k, scratch
+        ctx.save_for_backward(u2, v2, kernel, bias)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        u2, v2, kernel, bias = ctx.saved_tensors
+        n, m, k = u2.shape[0], v2.shape[1], ctx.k
+        want_u, want_v, want_kernel, want_bias = ctx.needs_input_grad[:4]
+        proj = _linear_rows(u2, kernel, bias, out=ctx.scratch.take(n, kernel.shape[1], u2))  # (n, k m), again
+        grad_v = torch.bmm(g[:, None, :], proj.view(n, k, m))[:, 0] if want_v else None  # (n, m)
+        G = torch.mul(g[:, :, None], v2[:, None, :], out=proj.view(n, k, m)).view(n, k * m)  # over the projection
+        grad_u = torch.mm(G, kernel.t()) if want_u else None  # (n, H)
+        grad_kernel = torch.mm(u2.t(), G) if want_kernel else None  # (H, k m)
+        grad_bias = G.sum(0) if (want_bias and bias is not None) else None  # (k m,)
+        return grad_u, grad_v, grad_kernel, grad_bias, None, None
 
 
 class S7(LTVFastModel):
@@ -126,30 +183,45 @@ class S7(LTVFastModel):
         bias = self.x_proj_bias[cols].unflatten(0, (P, H, 2)).transpose(1, 2).flatten()  # (2 P H,)
         return kernel, bias
 
-    def _inputs(self, u, tau, B_kernel, B_bias):
+    def _contract(self, u, v, kernel, bias, k: int, scratch):
+        """``sum_i M[..., j, i] v[..., i]`` with the tokens' matrices ``M = (u kernel + bias)`` viewed ``(k, m)``:
+        ``(..., k)``, compute dtype. With a ``scratch`` (``_Scratch``), as one ``_ProjectedContraction``; without,
+        the plain ops (torch.compile, torch.autocast, one step)."""
+        m = v.shape[-1]
+        if scratch is None:
+            proj = self._project(u, kernel, bias).unflatten(-1, (k, m))  # (..., k, m)
+            return torch.matmul(proj, v.to(proj.dtype)[..., None])[..., 0].to(proj.dtype)  # (..., k)
+        lead = u.shape[:-1]
+        u2 = upcast(u).reshape(-1, u.shape[-1]).to(self.compute_dtype)  # (n, H)
+        v2 = v.reshape(-1, m).to(self.compute_dtype)  # (n, m)
+        kernel = upcast(kernel).to(self.compute_dtype)
+        bias = None if bias is None else upcast(bias).to(self.compute_dtype)
+        return _ProjectedContraction.apply(u2, v2, kernel, bias, k, scratch).reshape(*lead, k)  # (..., k)
+
+    def _inputs(self, u, tau, B_kernel, B_bias, scratch=None):
         """``(a_bar, gamma * B_t u)`` of tokens ``u (..., H)`` with gaps ``tau (...)`` or None: ``(..., P_loc)``
         each, from the projection's delta and B_t columns (``B_kernel``, ``B_bias``: ``_B_columns``). B_t u in
         real arithmetic, from the real and imaginary parts of B_t as projected: [Re, Im](B_t u)_p =
-        sum_h B_raw[p, :, h] u_h."""
-        R, P, H = self.dt_rank, self.local_P, self.d_model
+        sum_h B_raw[p, :, h] u_h (``_contract``; ``scratch`` as there)."""
+        R, P = self.dt_rank, self.local_P
         delta = self._project(u, self.x_proj_kernel[:, :R], self.x_proj_bias[:R])  # (..., R)
         dt = softplus((delta @ upcast(self.step_proj_kernel)).to(delta.dtype) + upcast(self.step_proj_bias))
         dt = self.step_rescale * dt  # (..., P)
-        B_raw = self._project(u, B_kernel, B_bias).unflatten(-1, (2 * P, H))  # (..., 2 P, H): rows (p, r)
-        Bu = torch.matmul(B_raw, upcast(u).to(B_raw.dtype)[..., None]).to(B_raw.dtype)  # (..., 2 P, 1)
-        Bu = torch.view_as_complex(Bu.unflatten(-2, (P, 2))[..., 0])  # (..., P)
+        Bu = self._contract(u, upcast(u), B_kernel, B_bias, 2 * P, scratch)  # (..., 2 P): rows (p, r)
+        Bu = torch.view_as_complex(Bu.unflatten(-1, (P, 2)))  # (..., P)
         return self._discretize(dt, Bu, tau)
 
-    def _readout(self, u, x):
+    def _readout(self, u, x, scratch=None):
         """y = scale Re(C_t x) + D u of tokens ``u (..., H)`` and states ``x (..., P_loc)``: ``(..., H)``, from the
-        projection's C_t columns, with Re(c x) = Re c Re x - Im c Im x on the parts of C_t as projected."""
+        projection's C_t columns, with Re(c x) = Re c Re x - Im c Im x on the parts of C_t as projected
+        (``_contract``; ``scratch`` as there)."""
         R, P, H = self.dt_rank, self.local_P, self.d_model
         cols = slice(R + 2 * P * H, R + 4 * P * H)
-        C_raw = self._project(u, self.x_proj_kernel[:, cols], self.x_proj_bias[cols])  # (..., H P 2)
-        sign = torch.tensor([1.0, -1.0], dtype=C_raw.dtype, device=u.device)  # (2,)
-        x_parts = (torch.view_as_real(x) * sign).flatten(-2)  # (..., 2 P): [Re x, -Im x] of each state
-        y = torch.matmul(C_raw.unflatten(-1, (H, 2 * P)), x_parts[..., None])[..., 0]  # (..., H)
-        y = self.readout_scale * y.to(C_raw.dtype)
+        x_real = torch.view_as_real(x)  # (..., P, 2)
+        sign = torch.tensor([1.0, -1.0], dtype=x_real.dtype, device=u.device)  # (2,)
+        x_parts = (x_real * sign).flatten(-2)  # (..., 2 P): [Re x, -Im x] of each state
+        y = self._contract(u, x_parts, self.x_proj_kernel[:, cols], self.x_proj_bias[cols], H, scratch)  # (..., H)
+        y = self.readout_scale * y
         y = y + upcast(self.D) * upcast(u)  # (..., H)
         return y.to(u.dtype)  # (..., H): back to a half-precision module's dtype
 
@@ -202,10 +274,15 @@ class S7(LTVFastModel):
         records = records_grad(u, x0, tau, *self.parameters())
         starts = range(0, L, T)
         B_columns = self._B_columns()
-        if records:  # each chunk a checkpoint; the results joined by cat (writing them into slices of one
-            # tensor would make every chunk's backward copy the whole gradient: O(L^2 / T) work)
+        # the projections through _ProjectedContraction and one scratch tensor (eager mode, no autocast); else
+        # the plain ops, with each chunk a checkpoint while autograd records
+        fused = not torch.compiler.is_compiling() and not torch.is_autocast_enabled(u.device.type)
+        scratch = _Scratch() if fused else None
+        if records:  # the results joined by cat (writing them into slices of one tensor would make every
+            # chunk's backward copy the whole gradient: O(L^2 / T) work)
             inputs = [
-                checkpoint(self._inputs, u_c, tau_c, *B_columns, use_reentrant=False)
+                self._inputs(u_c, tau_c, *B_columns, scratch) if fused
+                else checkpoint(self._inputs, u_c, tau_c, *B_columns, use_reentrant=False)
                 for u_c, tau_c in zip(u_chunks, tau_chunks)
             ]
             a_bar = torch.cat([a for a, _ in inputs], dim=1)  # (B, L, P)
@@ -216,18 +293,19 @@ class S7(LTVFastModel):
             a_bar = torch.empty(Bsz, L, self.local_P, dtype=self.state_dtype, device=u.device)  # (B, L, P)
             Bu_bar = torch.empty_like(a_bar)  # (B, L, P)
             for t0, u_c, tau_c in zip(starts, u_chunks, tau_chunks):
-                a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c, *B_columns)
+                a_bar[:, t0 : t0 + T], Bu_bar[:, t0 : t0 + T] = self._inputs(u_c, tau_c, *B_columns, scratch)
         x, final_state = scan_states(a_bar, Bu_bar, x0, self.backend)  # (B, L, P), (B, P)
         x_chunks = x.split(T, dim=1)  # (B, T, P) each
         if records:
             y = torch.cat(
-                [checkpoint(self._readout, u_c, x_c, use_reentrant=False) for u_c, x_c in zip(u_chunks, x_chunks)],
+                [self._readout(u_c, x_c, scratch) if fused else checkpoint(self._readout, u_c, x_c, use_reentrant=False)
+                 for u_c, x_c in zip(u_chunks, x_chunks)],
                 dim=1,
             )  # (B, L, H)
         else:
             y = torch.empty_like(u)  # (B, L, H)
             for t0, u_c, x_c in zip(starts, u_chunks, x_chunks):
-                y[:, t0 : t0 + T] = self._readout(u_c, x_c)
+                y[:, t0 : t0 + T] = self._readout(u_c, x_c, scratch)
         if unbatched:
             y, final_state = y[0], final_state[0]
         return (y, final_state) if return_state else y

@@ -101,8 +101,10 @@ __all__ = [
 #: alone at B=8, L=512, D=256, N=16 (32768 states a step): T=8 125 ms, T=16 97 ms, T=32 96 ms; but Mamba's
 #: forward + backward at its standard size (B=8, L=1024, d_model=128, the same step size) T=8 784 ms, T=16 895 ms,
 #: T=32 952 ms (forward alone 211 / 200 / 234 ms): the backward's (B, T, D, N) tensors outgrow the caches, so 8
-#: stays. B=1, L=8192, D=128, N=16 (2048 states a step), where the per-chunk Python overhead dominates: T=8 202 ms,
-#: T=32 107 ms, T=64 87 ms.
+#: stays. After the readout and the backward's sums became matrix products (same machine, later that day, the
+#: model timed in turn): T=4 549 ms, T=8 576 ms, T=16 581 ms (forward 141 / 148 / 150 ms), within the run-to-run
+#: spread, so 8 stays. B=1, L=8192, D=128, N=16 (2048 states a step), where the per-chunk Python overhead
+#: dominates: T=8 202 ms, T=32 107 ms, T=64 87 ms.
 DEFAULT_CHUNK_SIZE = 8
 SMALL_STEP_CHUNK_SIZE = 64
 SMALL_STEP = 8192

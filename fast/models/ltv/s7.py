@@ -20,9 +20,12 @@ tensor. ``forward`` therefore projects the tokens in chunks of T (``selection_ch
 formed and its projection dropped before the next chunk's is made; the scan runs over the small ``(B, L,
 P_loc)`` inputs; the readout projects each chunk's C_t columns. The attribute ``selection_chunk_size`` (a
 setting, default None) fixes T; results do not depend on it beyond rounding. Memory: O(B L (H + P_loc) +
-B T P_loc H). While autograd records, each chunk is a checkpoint (``torch.utils.checkpoint``), so backward
-too keeps only the chunks' inputs and recomputes their projections. B_t u_t and Re(C_t x_t) are formed from
-the real and imaginary parts of the projection directly (real products, no complex matrices).
+B T P_loc H). B_t u_t and C_t x_t are each one ``_ProjectedContraction`` (an autograd Function): the chunk's
+projection is made into one scratch tensor reused by every chunk, contracted at once, and formed again in
+backward, so that autograd keeps only the chunks' inputs and the weights (under torch.compile and
+torch.autocast the plain ops instead, each chunk a checkpoint, ``torch.utils.checkpoint``). B_t u_t and
+Re(C_t x_t) are formed from the real and imaginary parts of the projection directly (real products, no complex
+matrices).
 
 Glossary (code name -> symbol): ``Lambda`` = Lambda (continuous-time eigenvalues, stored as the real
 parameters ``Lambda_re``, ``Lambda_im``), ``dt`` = Delta_t, ``B_t``, ``C_t`` = the token's B and C, ``D`` =

@@ -459,6 +459,28 @@ def test_s7_fast_forward_projects_the_tokens_in_chunks(with_grad, monkeypatch):
         assert_close(grad, grad_whole.numpy(), "float64", "input gradient, chunked vs whole")
 
 
+def test_s7_fast_backward_keeps_no_projection_sized_tensor():
+    # What autograd saves for S7's backward: the inputs, the weights and the (B, L, P_loc)-sized scan tensors,
+    # never a chunk's projection (B T 2 P_loc H numbers), which _ProjectedContraction forms again in backward.
+    model = fast.models.S7(16, 8, seed=0, dtype=torch.float64)
+    model.selection_chunk_size = 32
+    Bsz, L = 2, 64  # two chunks of B T = 64 token rows, more than the 16 input rows of a weight
+    u = torch.randn(Bsz, L, 16, dtype=torch.float64, requires_grad=True)
+    projection = Bsz * 32 * 2 * model.local_P * 16  # one chunk's B_t (or C_t) columns
+    assert projection > max(p.numel() for p in model.parameters())
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = model(u)
+    assert saved and max(saved) < projection, (max(saved), projection)
+    y.square().sum().backward()
+    assert u.grad is not None and torch.isfinite(u.grad).all()
+
+
 # ------------------------------------------------------------------------------------------------
 # torch.compile, long sequences
 # ------------------------------------------------------------------------------------------------

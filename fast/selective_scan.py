@@ -198,22 +198,22 @@ def _blelloch_(P: torch.Tensor, X: torch.Tensor, reverse: bool = False, products
 
     # the decay of the d steps ending at each element a round reads: P itself for d = 1, else the product made
     # at that element by the round d / 2 of the up-sweep (in P, or in ``products``)
-    Q = P if products is None else products
+    prod = P if products is None else products
     d = 1
     while 2 * d <= T:  # up-sweep
         t, src = rounds(2 * d - 1, d - 1, d)
-        X[:, t].addcmul_(P[:, t] if d == 1 else Q[:, t], X[:, src])
+        X[:, t].addcmul_(P[:, t] if d == 1 else prod[:, t], X[:, src])
         if 4 * d <= T:  # the decays of the last level are never read
             if d == 1 and products is not None:  # (out= into a strided view, which torch.compile refuses)
-                torch.mul(P[:, t], P[:, src], out=Q[:, t])
+                torch.mul(P[:, t], P[:, src], out=prod[:, t])
             else:
-                Q[:, t].mul_(Q[:, src])
+                prod[:, t].mul_(prod[:, src])
         d *= 2
     d //= 2
     while d >= 1:  # down-sweep
         if T >= 3 * d:
             t, src = rounds(3 * d - 1, 2 * d - 1, d)
-            X[:, t].addcmul_(P[:, t] if d == 1 else Q[:, t], X[:, src])
+            X[:, t].addcmul_(P[:, t] if d == 1 else prod[:, t], X[:, src])
         d //= 2
     return X
 
@@ -234,8 +234,8 @@ def _states_and_adjoints_(P, x, h, grad_y, C, grad_h, work, out=None) -> torch.T
 def _adjoint_scan_(P: torch.Tensor, G: torch.Tensor, work: torch.Tensor) -> None:
     """In place: ``G (B, T, ...)`` holding g becomes the adjoint states G_t = g_t + P_{t+1} G_{t+1} (the reverse
     scan of a chunk's backward). The last step is complete; it is folded into the one before, and the first T - 1
-    steps are scanned on the mirrored index with the decays P_{t+1}, copied into ``work`` (same shape as P, which
-    the scan overwrites with partial products; P itself is kept)."""
+    steps are scanned on the mirrored index with the decays P_{t+1}, read from P (kept); the scan's partial
+    products go to ``work`` (same shape as P)."""
     if G.shape[1] > 1:
         G[:, -2].addcmul_(P[:, -1], G[:, -1])
         # (B, T - 1, ...): the decay of step t is P_{t+1}, read from P; the partial products go to ``work``

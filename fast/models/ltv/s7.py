@@ -57,10 +57,8 @@ _SELECTION_BLOCK = 2**22
 
 
 def _linear_rows(u2, kernel, bias, out=None):
-    """u2 @ kernel + bias for ``u2 (n, H)``, ``kernel (H, c)``, ``bias (c,)`` or None: ``(n, c)``, into ``out``
-    when given (the projection of a chunk's tokens; one place to count them)."""
-    if bias is None:
-        return torch.mm(u2, kernel, out=out)
+    """u2 @ kernel + bias for ``u2 (n, H)``, ``kernel (H, c)``, ``bias (c,)``: ``(n, c)``, into ``out`` when given
+    (the projection of a chunk's tokens; one place to count them)."""
     return torch.addmm(bias, u2, kernel, out=out)
 
 
@@ -108,7 +106,7 @@ class _ProjectedContraction(torch.autograd.Function):
         G = torch.mul(g[:, :, None], v2[:, None, :], out=proj.view(n, k, m)).view(n, k * m)  # over the projection
         grad_u = torch.mm(G, kernel.t()) if want_u else None  # (n, H)
         grad_kernel = torch.mm(u2.t(), G) if want_kernel else None  # (H, k m)
-        grad_bias = G.sum(0) if (want_bias and bias is not None) else None  # (k m,)
+        grad_bias = G.sum(0) if want_bias else None  # (k m,)
         return grad_u, grad_v, grad_kernel, grad_bias, None, None
 
 
@@ -197,8 +195,7 @@ class S7(LTVFastModel):
         lead = u.shape[:-1]
         u2 = upcast(u).reshape(-1, u.shape[-1]).to(self.compute_dtype)  # (n, H)
         v2 = v.reshape(-1, m).to(self.compute_dtype)  # (n, m)
-        kernel = upcast(kernel).to(self.compute_dtype)
-        bias = None if bias is None else upcast(bias).to(self.compute_dtype)
+        kernel, bias = upcast(kernel).to(self.compute_dtype), upcast(bias).to(self.compute_dtype)
         return _ProjectedContraction.apply(u2, v2, kernel, bias, k, scratch).reshape(*lead, k)  # (..., k)
 
     def _inputs(self, u, tau, B_kernel, B_bias, scratch=None):

@@ -249,6 +249,32 @@ def test_fast_selective_scan_hand_written_backward_equals_autograd_through_the_r
         torch.testing.assert_close(g_hand, g_auto, rtol=1e-12, atol=1e-12, msg=f"{method}: gradient of {name}")
 
 
+@pytest.mark.parametrize("method", sorted(fast.selective_scan.HAND_ADJOINT_RULES))
+@pytest.mark.parametrize("skip_and_gate", [True, False])
+def test_fast_selective_scan_batched_products_get_rows_of_unit_stride(method, skip_and_gate, monkeypatch):
+    # torch's CPU batched product multiplies a batch of strided rows one matrix at a time through copies
+    # (fast.selective_scan._rows): every row-vector operand of the scan's batched products, in the forward and
+    # in the hand-written backward, must reach torch.matmul with unit stride along its last axis. B = 1 makes
+    # dt's chunk reshape to a permuted view (stride D); without D and z, y.sum() hands the chunks' backward a
+    # stride-0 gradient.
+    args, _, _ = random_problem(3, 1, 12, 3, 4, method, with_gaps=False)
+    names = ARGS if skip_and_gate else [k for k in ARGS if k not in ("D", "z")]
+    leaves = {k: _t(args[k], "float64").requires_grad_() for k in names}
+    rows = []
+    matmul = torch.matmul
+
+    def recording(a, b, *rest, **kw):
+        rows.append((tuple(a.shape), a.stride(-1)))
+        return matmul(a, b, *rest, **kw)
+
+    monkeypatch.setattr(torch, "matmul", recording)
+    fast.ops.selective_scan(**leaves, method=method, chunk_size=4).sum().backward()
+    monkeypatch.undo()
+    assert len(rows) == 3 + 3 * 5  # the readout of 3 chunks; five sums in each chunk's backward
+    strided = [r for r in rows if r[0][-1] > 1 and r[1] != 1]
+    assert not strided, f"row operands (shape, last stride) not of unit stride: {strided}"
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("T", [1, 2, 3, 5, 8, 9, 16])
 def test_blelloch_scan_with_separate_products_leaves_the_decays_and_equals_the_step_loop(T, reverse):

@@ -32,7 +32,7 @@ PRECISIONS = ["float64", "float32"]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 ARGS = ("u", "dt", "A", "B", "C", "D", "z")
 sizes = st.integers(1, 4)
-# L = 1, odd lengths and, sometimes, more than one default chunk (64)
+# L = 1, odd lengths, and lengths of many chunks (the default chunk: test_fast_selective_scan_default_chunk_*)
 scan_lengths = st.one_of(lengths, st.integers(60, 140))
 chunk_sizes = st.sampled_from([1, 2, 3, 5, None, fast.selective_scan.DEFAULT_CHUNK_SIZE])
 
@@ -273,6 +273,49 @@ def test_fast_selective_scan_batched_products_get_rows_of_unit_stride(method, sk
     assert len(rows) == 3 + 3 * 5  # the readout of 3 chunks; five sums in each chunk's backward
     strided = [r for r in rows if r[0][-1] > 1 and r[1] != 1]
     assert not strided, f"row operands (shape, last stride) not of unit stride: {strided}"
+
+
+@pytest.mark.parametrize("states", [1, 7, 512, 1000, 1024, 1025, 4096, 8191, 8192, 32768, 32769, 10**6])
+def test_fast_selective_scan_default_chunk_size_keeps_a_chunk_near_its_state_budget(states):
+    # The rule of default_chunk_size: a power of two in [DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE], the largest one
+    # whose chunk of steps holds at most CHUNK_STATES states (unless clamped).
+    ss = fast.selective_scan
+    T = ss.default_chunk_size(states)
+    assert T & (T - 1) == 0 and ss.DEFAULT_CHUNK_SIZE <= T <= ss.MAX_CHUNK_SIZE, T
+    assert T * states <= ss.CHUNK_STATES or T == ss.DEFAULT_CHUNK_SIZE, (T, states)
+    assert 2 * T * states > ss.CHUNK_STATES or T == ss.MAX_CHUNK_SIZE, (T, states)
+
+
+@pytest.mark.parametrize(
+    ("Bsz", "D", "N", "L", "chunks"),
+    [
+        (1, 2, 4, 300, [256, 44]),  # 8 states a step: the longest chunk
+        (1, 24, 64, 200, [128, 72]),  # 1536: 2**18 / 1536 = 170.7, rounded down to 128
+        (4, 64, 128, 20, [8, 8, 4]),  # 32768 (Mamba's standard step): 8
+        (8, 64, 128, 20, [8, 8, 4]),  # 65536: would be 4, clamped to 8
+    ],
+)
+def test_fast_selective_scan_default_chunk_follows_the_steps_state_count(Bsz, D, N, L, chunks, monkeypatch):
+    # chunk_size=None: the torch backend splits time into default_chunk_size(B * D * N) steps (the last chunk
+    # shorter), in the forward with and without gradients.
+    ss = fast.selective_scan
+    seen, chunk = [], ss._chunk
+
+    def recording(u_c, *rest):  # every chunk's forward runs _chunk (the differentiable one too)
+        seen.append(u_c.shape[1])
+        return chunk(u_c, *rest)
+
+    monkeypatch.setattr(ss, "_chunk", recording)
+    gen = torch.Generator().manual_seed(0)
+    u, dt = torch.randn(Bsz, L, D, generator=gen), torch.rand(Bsz, L, D, generator=gen)
+    A = -torch.rand(D, N, generator=gen)
+    Bm, Cm = torch.randn(Bsz, L, N, generator=gen), torch.randn(Bsz, L, N, generator=gen)
+    with torch.no_grad():
+        fast.ops.selective_scan(u, dt, A, Bm, Cm, method="zoh")
+    assert seen == chunks
+    seen.clear()
+    fast.ops.selective_scan(u.requires_grad_(), dt, A, Bm, Cm, method="zoh")
+    assert seen == chunks
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -96,23 +96,28 @@ __all__ = [
     "selective_scan",
 ]
 
-#: Steps per chunk when ``chunk_size`` is None, by the size of one step (B * D * N states). Re-measured
-#: 2026-12-03 on the 2-core Intel Xeon (one thread, idle machine, medians of chunk sizes timed in turn): the scan
-#: alone at B=8, L=512, D=256, N=16 (32768 states a step): T=8 125 ms, T=16 97 ms, T=32 96 ms; but Mamba's
-#: forward + backward at its standard size (B=8, L=1024, d_model=128, the same step size) T=8 784 ms, T=16 895 ms,
-#: T=32 952 ms (forward alone 211 / 200 / 234 ms): the backward's (B, T, D, N) tensors outgrow the caches, so 8
-#: stays. After the readout and the backward's sums became matrix products (same machine, later that day, the
-#: model timed in turn): T=4 549 ms, T=8 576 ms, T=16 581 ms (forward 141 / 148 / 150 ms), within the run-to-run
-#: spread, so 8 stays. B=1, L=8192, D=128, N=16 (2048 states a step), where the per-chunk Python overhead
-#: dominates: T=8 202 ms, T=32 107 ms, T=64 87 ms.
+#: The torch backend's chunk sizes when ``chunk_size`` is None: as many steps as keep one (B, T, D, N) tensor of
+#: the chunk near ``CHUNK_STATES`` states (1 MiB in float32: the chunk's products and the backward's tensors stay
+#: in this CPU's caches), rounded down to a power of two and clamped to [``DEFAULT_CHUNK_SIZE``,
+#: ``MAX_CHUNK_SIZE``]; ``default_chunk_size`` is the rule. Measured 2026-12-03 on the 2-core Intel Xeon (one
+#: thread, the selective scan alone with D and z, gradients of all inputs, chunk sizes timed in turn, medians of
+#: forward + backward): 512 states a step (B=1, L=8192, D=32, N=16) T=64 177 ms, T=256 88 ms, T=512 85 ms;
+#: 2048 (B=1, L=8192, D=128) T=32 432, T=64 342, T=128 305, T=256 297, T=512 339 ms; 4096 (B=2, L=4096, D=128)
+#: T=16 359, T=64 261, T=128 284 ms; 8192 (B=4, L=2048, D=128) T=8 400, T=16 285, T=32 295, T=64 304 ms;
+#: 16384 (B=8, L=1024, D=128) T=8 230, T=16 233, T=64 258 ms; 32768 (B=8, L=1024, D=256: Mamba's standard size)
+#: T=4 475, T=8 468, T=16 470, T=32 514, T=64 609 ms. Fewer, longer chunks save the per-chunk Python overhead
+#: (about 0.8 ms a chunk, forward + backward) until the chunk's tensors outgrow the caches.
 DEFAULT_CHUNK_SIZE = 8
-SMALL_STEP_CHUNK_SIZE = 64
-SMALL_STEP = 8192
+MAX_CHUNK_SIZE = 256
+CHUNK_STATES = 2**18
 
 
 def default_chunk_size(states_per_step: int) -> int:
-    """The torch backend's chunk size for steps of ``states_per_step`` = B * D * N states (measured above)."""
-    return SMALL_STEP_CHUNK_SIZE if states_per_step < SMALL_STEP else DEFAULT_CHUNK_SIZE
+    """The torch backend's steps per chunk for steps of ``states_per_step`` = B * D * N states: the largest power
+    of two T with T * states_per_step <= ``CHUNK_STATES``, clamped to [``DEFAULT_CHUNK_SIZE``,
+    ``MAX_CHUNK_SIZE``] (measured above)."""
+    fit = CHUNK_STATES // max(1, states_per_step)
+    return min(MAX_CHUNK_SIZE, max(DEFAULT_CHUNK_SIZE, 1 << max(0, fit.bit_length() - 1)))
 
 
 def _check(name: str, x, shape: tuple, labels: str) -> torch.Tensor:

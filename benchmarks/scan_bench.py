@@ -16,6 +16,12 @@ see the same state of the machine; medians):
                                 bytes of a, b and x once each at the speed of that copy (bytes read + written per
                                 second), i.e. 1.5 copies of one tensor's size; with a broadcast decay, a's bytes are
                                 its own
+  the RG-LRU scan with its discretization, real float32, B = 8, L = 4096, D = 256: a = A^delta, b = sqrt(1 - a^2) u
+  from Griffin-like inputs (A^8 in [0.9, 0.999] a channel, delta = 8 sigmoid(.)), then x_k = a_k x_{k-1} + b_k:
+    fast.ops.linear_scan        the discretization in torch ops, then this project's scan
+    step loop                   the same discretization, then the plain loop
+    lrnnx rglru_scan_ref        lrnnx.ops.rglru_scan.rglru_scan_ref (its (B, D, L) layout prepared outside the
+                                timing; N = 1, so its readout is the state), if installed
   models RG-LRU, S7, Mamba at the standard size (B = 8, L = 1024, d_model = 128): forward, forward + backward and the
   sequential loop of ``model.step`` (the runs of ``benchmarks.case``), in round robin
   selective scan, Mamba at the standard size (B = 8, L = 1024, D = 256 = 2 x d_model, N = 16, float32):
@@ -80,10 +86,11 @@ def _peer(name):
             from equivalence_tests.peers import mamba_ssm_adapters
 
             return mamba_ssm_adapters.load()[0]
-        if name == "lrnnx":
+        if name in ("lrnnx", "lrnnx_rglru"):
             from equivalence_tests.peers import lrnnx_adapters
 
-            return lrnnx_adapters.load().selective_scan
+            ns = lrnnx_adapters.load()
+            return ns.selective_scan if name == "lrnnx" else ns.rglru_scan
     except Exception as e:  # noqa: BLE001 -- any import failure is the row's reason
         return f"not importable here ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
     raise ValueError(name)
@@ -125,16 +132,7 @@ def linear_scan_case(label, shape, a_shape, dtype, budget) -> list[dict]:
         lanes = (shape[0], shape[1], math.prod(shape[2:]), 1)
         a4, b4 = a_full.reshape(lanes), b.reshape(lanes)
         fns["mambapy pscan"] = lambda: pscan.pscan(a4, b4).reshape(shape)
-    rows = []
-    for name, fn in list(fns.items()):  # outputs first: a row that fails or is wrong is still timed and marked
-        try:
-            with torch.no_grad():
-                rel, ok = _error(fn(), ref)
-        except Exception as e:  # noqa: BLE001 -- the peer's failure is the row
-            skipped[name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
-            del fns[name]
-            continue
-        rows.append({"case": label, "impl": name, "rel_error": rel, "correct": ok})
+    rows = _checked_rows(label, fns, ref, skipped)
     out_copy = torch.empty_like(b)  # the floor's copy, of the output's size, timed in the same round robin
     fns["copy floor"] = lambda: out_copy.copy_(b)
     with torch.no_grad():
@@ -146,6 +144,58 @@ def linear_scan_case(label, shape, a_shape, dtype, budget) -> list[dict]:
         r.update(seconds=times[r["impl"]], floor_seconds=floor, copy_bytes_per_second=rate)
     rows += [{"case": label, "impl": name, "status": why} for name, why in skipped.items()]
     return rows
+
+
+def _checked_rows(case: str, fns: dict, ref, skipped: dict) -> list[dict]:
+    """Run every function of ``fns`` once and compare its output with ``ref``: a row each (``rel_error``,
+    ``correct``); a function that raises leaves ``fns`` and goes to ``skipped`` with its error (it is a row too)."""
+    rows = []
+    for name, fn in list(fns.items()):  # outputs first: a row that fails or is wrong is still timed and marked
+        try:
+            with torch.no_grad():
+                rel, ok = _error(fn(), ref)
+        except Exception as e:  # noqa: BLE001 -- the peer's failure is the row
+            skipped[name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            del fns[name]
+            continue
+        rows.append({"case": case, "impl": name, "rel_error": rel, "correct": ok})
+    return rows
+
+
+def rglru_scan_case(budget, quick) -> list[dict]:
+    """The RG-LRU scan with its discretization (a = A^delta, b = sqrt(1 - a^2) u), ours and the step loop against
+    lrnnx's ``rglru_scan_ref``, from the same float32 inputs; the oracle is the float64 of both steps."""
+    import fast.ops
+
+    Bsz, L, D = (2, 256, 32) if quick else (8, 4096, 256)
+    gen = torch.Generator().manual_seed(0)
+    A = (torch.rand(D, 1, generator=gen) * 0.099 + 0.9) ** (1 / 8)  # (D, 1): A^8 in [0.9, 0.999], Griffin's range
+    delta = 8 * torch.sigmoid(torch.randn(Bsz, L, D, generator=gen))  # (B, L, D): c r_t with c = 8
+    u = torch.randn(Bsz, L, D, generator=gen)  # (B, L, D): the gated input
+
+    def systems(delta, u, A):  # (B, L, D) each: lrnnx's formulas (a through the log of A), two fresh tensors
+        a = torch.mul(delta, torch.log(A[:, 0])).exp_()
+        return a, torch.mul(a, a).neg_().add_(1).sqrt_().mul_(u)
+
+    ref = _step_loop(*systems(delta.double(), u.double(), A.double()))  # (B, L, D)
+    case = f"RG-LRU scan real float32 B={Bsz} L={L} D={D}"
+    fns = {
+        "fast.ops.linear_scan": lambda: fast.ops.linear_scan(*systems(delta, u, A), backend="torch")[0],
+        "step loop": lambda: _step_loop(*systems(delta, u, A)),
+    }
+    skipped = {}
+    mod = _peer("lrnnx_rglru")
+    if isinstance(mod, str):
+        skipped["lrnnx rglru_scan_ref"] = mod
+    else:
+        u_t, delta_t = u.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous()  # (B, D, L)
+        fns["lrnnx rglru_scan_ref"] = lambda: mod.rglru_scan_ref(u_t, delta_t, A).transpose(1, 2)
+    rows = _checked_rows(case, fns, ref, skipped)
+    with torch.no_grad():
+        times = timed_round_robin(fns, CPU, budget=budget)
+    for r in rows:
+        r["seconds"] = times[r["impl"]]
+    return rows + [{"case": case, "impl": name, "status": why} for name, why in skipped.items()]
 
 
 def selective_scan_case(budget, quick) -> list[dict]:
@@ -184,23 +234,13 @@ def selective_scan_case(budget, quick) -> list[dict]:
             return y * torch.nn.functional.silu(z)
 
         fns["mambapy selective scan"] = mambapy_scan
-    rows = []
-    for name, fn in list(fns.items()):
-        try:
-            with torch.no_grad():
-                rel, ok = _error(fn(), ref)
-        except Exception as e:  # noqa: BLE001
-            skipped[name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
-            del fns[name]
-            continue
-        rows.append({"case": f"selective scan B={Bsz} L={L} D={D} N={N} float32", "impl": name,
-                     "rel_error": rel, "correct": ok})
+    case = f"selective scan B={Bsz} L={L} D={D} N={N} float32"
+    rows = _checked_rows(case, fns, ref, skipped)
     with torch.no_grad():
         times = timed_round_robin(fns, CPU, budget=budget)
     for r in rows:
         r["seconds"] = times[r["impl"]]
-    rows += [{"case": rows[0]["case"], "impl": name, "status": why} for name, why in skipped.items()]
-    return rows
+    return rows + [{"case": case, "impl": name, "status": why} for name, why in skipped.items()]
 
 
 def model_case(name: str, budget: float, quick: bool) -> list[dict]:
@@ -231,6 +271,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     rows = []
     for label, shape, a_shape, dtype in cases:
         rows += linear_scan_case(label, shape, a_shape, dtype, budget)
+    rows += rglru_scan_case(budget, quick)
     rows += selective_scan_case(budget, quick)
     for name in ("RGLRU", "S7", "Mamba"):
         rows += model_case(name, budget, quick)

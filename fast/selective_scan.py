@@ -266,8 +266,9 @@ def _pair_scan(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 class _Buffers(NamedTuple):
     """Storage for a chunk's ``(B, T, D, N)`` decays and states when autograd records nothing, reused from
     chunk to chunk: fresh megabyte-sized tensors in every chunk cost more than the arithmetic on this CPU (the
-    allocator hands back new pages, and their first touch made each elementwise operation of a chunk of B=8,
-    T=8, D=256, N=16 about 10x slower than on reused memory: 3.1 ms a chunk against 0.6 ms)."""
+    allocator hands back new pages, and their first touch is paid in every chunk: a chunk of B=8, T=8, D=256,
+    N=16 with the mamba rule and no grad, one thread, took 2.0-2.5 ms on fresh tensors against 0.7-1.0 ms on
+    these buffers, the results bit-identical; measured 2026-12-04, timed in turn in one process)."""
 
     P: torch.Tensor  # (B, T, D, N)
     X: torch.Tensor  # (B, T, D, N)

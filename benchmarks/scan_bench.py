@@ -7,7 +7,10 @@ see the same state of the machine; medians):
 
   linear scan, real float32, B = 8, L = 4096, D = 256 (issue 19), and the complex64 lanes of two LTI models at the
   standard size (S4D: H = 128 groups of 32 lanes, S5: 64 lanes; one decay per lane broadcast over batch and time):
-    fast.ops.linear_scan        this project (backend "torch")
+    fast.ops.linear_scan        this project (backend "torch": on the CPU the compiled step loop of fast.cpu_scan,
+                                where it is built)
+    fast blocked scan           this project's blocked parallel scan in torch ops (chunk_size = its default
+                                block's steps, which selects it), what linear_scan runs without a C compiler
     step loop                   x_k = a_k x_{k-1} + b_k, a plain torch loop over time (one torch operation a step)
     torch associative_scan      torch._higher_order_ops.associative_scan, combine_mode "generic" (its "pointwise"
                                 mode refuses CPU tensors)
@@ -16,6 +19,9 @@ see the same state of the machine; medians):
                                 bytes of a, b and x once each at the speed of that copy (bytes read + written per
                                 second), i.e. 1.5 copies of one tensor's size; with a broadcast decay, a's bytes are
                                 its own
+    fresh clone                 b.clone(): one copy of b into a fresh tensor, whose pages are faulted in on first
+                                touch (every implementation returns a fresh output: this is about the least it
+                                costs on this machine's allocator)
   the RG-LRU scan with its discretization, real float32, B = 8, L = 4096, D = 256: a = A^delta, b = sqrt(1 - a^2) u
   from Griffin-like inputs (A^8 in [0.9, 0.999] a channel, delta = 8 sigmoid(.)), then x_k = a_k x_{k-1} + b_k:
     fast.ops.linear_scan        the discretization in torch ops, then this project's scan
@@ -101,6 +107,7 @@ def linear_scan_case(label, shape, a_shape, dtype, budget) -> list[dict]:
     from torch._higher_order_ops.associative_scan import associative_scan
 
     import fast.ops
+    import fast.scan
 
     gen = torch.Generator().manual_seed(0)
     real = torch.float32
@@ -119,8 +126,10 @@ def linear_scan_case(label, shape, a_shape, dtype, budget) -> list[dict]:
     def combine(left, right):
         return right[0] * left[0], right[0] * left[1] + right[1]
 
+    steps = fast.scan._blocks(shape[0], shape[1], math.prod(shape[2:]), b.element_size(), None)[1]  # default plan
     fns = {
         "fast.ops.linear_scan": lambda: fast.ops.linear_scan(a, b, backend="torch")[0],
+        "fast blocked scan": lambda: fast.ops.linear_scan(a, b, backend="torch", chunk_size=steps)[0],
         "step loop": lambda: _step_loop(a, b),
         "torch associative_scan": lambda: associative_scan(combine, (a_full, b), dim=1, combine_mode="generic")[1],
     }
@@ -135,6 +144,7 @@ def linear_scan_case(label, shape, a_shape, dtype, budget) -> list[dict]:
     rows = _checked_rows(label, fns, ref, skipped)
     out_copy = torch.empty_like(b)  # the floor's copy, of the output's size, timed in the same round robin
     fns["copy floor"] = lambda: out_copy.copy_(b)
+    fns["fresh clone"] = lambda: b.clone()  # a copy into a fresh tensor: what returning a new output costs at least
     with torch.no_grad():
         times = timed_round_robin(fns, CPU, budget=budget)
     moved = (a.numel() * a.element_size()) + 2 * b.numel() * b.element_size()  # a, b read; x written
@@ -142,6 +152,7 @@ def linear_scan_case(label, shape, a_shape, dtype, budget) -> list[dict]:
     floor = moved / rate
     for r in rows:
         r.update(seconds=times[r["impl"]], floor_seconds=floor, copy_bytes_per_second=rate)
+    rows.append({"case": label, "impl": "fresh clone", "seconds": times["fresh clone"], "floor_seconds": floor})
     rows += [{"case": label, "impl": name, "status": why} for name, why in skipped.items()]
     return rows
 

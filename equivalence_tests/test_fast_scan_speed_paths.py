@@ -6,7 +6,8 @@ of the up- and down-sweep that exist only for some lengths), real and complex, a
 state or none, decays of zero and products that underflow (the flush of tiny tree products), and the backward
 (``_LinearScan``: the reverse scan) by float64 gradcheck and against autograd through a plain step loop. The
 oracles are ``reference.linear_scan`` (the recurrence, step by step, in NumPy) and torch's autograd on the
-same recurrence written as a loop.
+same recurrence written as a loop. The compiled loop that linear_scan runs on CPU tensors by default is switched
+off here (``blocked_scan_only``), so a chunk size of None tests the blocked scan's own default plan.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def _loop(a, b, x0):
         h = a[:, k] * h + b[:, k]
         xs.append(h)
     return torch.stack(xs, dim=1)
+
+
+@pytest.fixture(autouse=True)
+def blocked_scan_only(monkeypatch):
+    """Every test here runs the blocked scan, also where ``chunk_size`` is None (on CPU tensors linear_scan would
+    run the compiled loop of ``fast.cpu_scan``, tested in test_fast_cpu_scan.py)."""
+    monkeypatch.setattr(fast.scan.cpu_scan, "available", lambda: (False, "off in the tests of the blocked scan"))
 
 
 @pytest.fixture
@@ -238,3 +246,13 @@ def test_decay_constant_in_time_runs_on_its_powers(decay_shape, magnitude, preci
     x_ref, final_ref = reference.linear_scan(a_in, _t(b).to(dtype).numpy().astype(np.complex128))
     assert_close(x, x_ref, precision, "states")
     assert_close(final, final_ref, precision, "final state")
+
+
+def test_the_blocked_scan_runs_here_without_a_chunk_size():
+    # what blocked_scan_only promises: a chunk size of None reaches _LinearScan, not the compiled loop
+    a = torch.rand(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    x, _ = fast.ops.linear_scan(a, torch.randn(2, 9, 3, dtype=torch.float64))
+    node = x.grad_fn
+    while node is not None and "LinearScan" not in type(node).__name__:
+        node = node.next_functions[0][0] if node.next_functions else None
+    assert node is not None and type(node).__name__.startswith("_LinearScan")

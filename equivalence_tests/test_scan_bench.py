@@ -24,10 +24,12 @@ def _by_impl(rows):
 )
 def test_linear_scan_case_checks_every_row_and_states_the_floor(shape, a_shape, dtype):
     rows = _by_impl(sb.linear_scan_case("tiny", shape, a_shape, dtype, BUDGET))
-    for name in ("fast.ops.linear_scan", "step loop", "torch associative_scan"):
+    for name in ("fast.ops.linear_scan", "fast blocked scan", "step loop", "torch associative_scan"):
         assert rows[name]["correct"], rows[name]
         assert rows[name]["rel_error"] < 1e-5 and rows[name]["seconds"] > 0
         assert rows[name]["floor_seconds"] > 0 and rows[name]["copy_bytes_per_second"] > 0
+    clone = rows["fresh clone"]  # the partner that shows the cost of a fresh output: timed, no output check
+    assert clone["seconds"] > 0 and clone["floor_seconds"] == rows["step loop"]["floor_seconds"]
     pscan = rows["mambapy pscan"]
     assert pscan.get("correct") or "not importable" in pscan["status"], pscan
 

@@ -1,5 +1,10 @@
 """The diagonal linear recurrence as a blocked, work-efficient parallel scan in torch (twin of ``reference.scan``).
 
+On CPU tensors ``linear_scan`` runs the compiled step loop of ``fast.cpu_scan`` instead where it is built (the
+recurrence is bound by memory there, and a loop does half the arithmetic of a scan; ``compiled_loop_runs``);
+the blocked scan below runs on other devices, under torch.compile, with an explicit ``chunk_size``, and where no
+C compiler is found.
+
     x_k = a_k * x_{k-1} + b_k,      k = 0 .. L-1,   x_{-1} = initial_state (0 by default)
 
 Glossary: ``a`` = a-bar_k (the per-step decay, elementwise), ``b`` = B-bar_k u_k (the injected input),
@@ -48,9 +53,10 @@ import torch
 import torch.nn.functional as nnf
 from torch.autograd.function import once_differentiable
 
+from fast import cpu_scan
 from fast._checks import broadcast, common_dtype, positive_int, resolve_backend, tensor
 
-__all__ = ["linear_scan", "check_scan_args", "ScanArgs", "DEFAULT_CHUNK_SIZE", "BLOCK_BYTES"]
+__all__ = ["linear_scan", "check_scan_args", "compiled_loop_runs", "ScanArgs", "DEFAULT_CHUNK_SIZE", "BLOCK_BYTES"]
 
 #: About the bytes of output one block covers (step 1 of the module docstring): its rounds then run in the caches.
 #: Re-measured 2026-12-03 on the 2-core Intel Xeon (1.25 MiB of L2 a core, 48 MiB of L3), B = 8, L = 4096, D = 256
@@ -218,8 +224,18 @@ class _LinearScan(torch.autograd.Function):
         return da, G if want_b else None, d_x0 if (want_x0 and x0 is not None) else None, None
 
 
+def compiled_loop_runs(b: torch.Tensor, chunk_size: int | None) -> bool:
+    """Whether ``linear_scan``'s torch backend runs the compiled step loop of ``fast.cpu_scan`` for states like
+    ``b``: CPU tensors of its precisions, no ``chunk_size`` (which asks for the blocked scan), not under
+    torch.compile, and the loop built here (``fast.cpu_scan.available()`` says why not)."""
+    return (chunk_size is None and b.device.type == "cpu" and b.dtype in cpu_scan.DTYPES
+            and not torch.compiler.is_compiling() and cpu_scan.available()[0])
+
+
 def _scan(a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None, chunk_size: int | None) -> torch.Tensor:
     """States ``(B, L, F)`` of x_k = a_k x_{k-1} + b_k from ``x0 (B, F)`` or None; ``a, b`` are ``(B, L, F)``."""
+    if compiled_loop_runs(b, chunk_size):
+        return cpu_scan.scan(a, b, x0)
     Bsz, L, F = b.shape
     return _LinearScan.apply(a, b, x0, _blocks(Bsz, L, F, b.element_size(), chunk_size))
 
@@ -264,19 +280,22 @@ def _why_no_kernel(dtype: torch.dtype) -> str | None:
 
 
 def linear_scan(a, b, initial_state=None, *, backend: str = "auto", chunk_size: int | None = None):
-    """The recurrence x_k = a_k * x_{k-1} + b_k as a blocked parallel scan (module docstring).
+    """The recurrence x_k = a_k * x_{k-1} + b_k: on CPU tensors a compiled step loop, else a blocked parallel scan.
 
     Args:
         a: ``(B, L, ...)`` decays (may have size-1 axes that broadcast against ``b``).
         b: ``(B, L, ...)`` inputs; real or complex, of the precision of ``a``.
         initial_state: ``(B, ...)``, the state before step 0 (zeros if omitted).
-        backend: ``"auto"`` | ``"torch"`` | ``"triton"``. ``"torch"`` runs the scan of this module;
-            ``"triton"`` the kernel ``fast.triton.linear_scan`` (an error says why when it cannot run here);
-            ``"auto"`` picks Triton for CUDA tensors of a precision the kernel has, torch otherwise
-            (``fast._checks.resolve_backend``).
-        chunk_size: steps per chunk (torch: per block, any integer >= 2); the result does not depend on it
-            beyond rounding. ``None``: the backend's default (torch: blocks of about ``BLOCK_BYTES``; Triton:
-            a power of two).
+        backend: ``"auto"`` | ``"torch"`` | ``"triton"``. ``"torch"`` runs this module's code: on CPU tensors
+            of float32/float64 (real or complex), without ``chunk_size``, the step loop compiled from C
+            (``fast.cpu_scan``: memory-bound, one multiply-add per element), where it is built
+            (``compiled_loop_runs``; ``fast.cpu_scan.available()`` says why not); otherwise the blocked scan
+            of the module docstring. ``"triton"`` the kernel ``fast.triton.linear_scan`` (an error says why
+            when it cannot run here); ``"auto"`` picks Triton for CUDA tensors of a precision the kernel has,
+            torch otherwise (``fast._checks.resolve_backend``).
+        chunk_size: steps per chunk (torch: per block of the blocked scan, which it then runs, any integer
+            >= 2); the result does not depend on it beyond rounding. ``None``: the backend's default (torch:
+            the compiled loop, or blocks of about ``BLOCK_BYTES``; Triton: a power of two).
 
     Returns:
         ``(x, final_state)`` with ``x (B, L, ...)`` and ``final_state = x[:, -1]`` ``(B, ...)``; the dtype

@@ -297,3 +297,16 @@ def test_a_fresh_cache_builds_the_library_once(tmp_path):
         assert run.returncode == 0, run.stderr
         listings.append(run.stdout.strip())
     assert listings[0] == listings[1] and listings[0].count("linear_scan-") == 1, listings
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler here")
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
+    (tmp_path / "file").write_text("")  # a cache "directory" below a file: mkdir fails
+    code = "import fast.cpu_scan; print(fast.cpu_scan.available())"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "file" / "cache"), "TMPDIR": str(tmp_path / "tmp")}
+    env.pop("LRNN_CACHE_DIR", None)
+    env.pop("LRNN_CPU_SCAN", None)
+    (tmp_path / "tmp").mkdir()
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "(True, None)", run.stdout + run.stderr
+    assert list((tmp_path / "tmp").glob("lrnn-reference-*/linear_scan-*.so"))

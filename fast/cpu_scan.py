@@ -13,7 +13,8 @@ why and the blocked scan of ``fast.scan`` runs instead; the test suite fails whe
 build does not.
 
 Environment: ``CC`` (the compiler, default ``cc``), ``LRNN_CACHE_DIR`` (where the library is kept, default
-``$XDG_CACHE_HOME/lrnn-reference`` or ``~/.cache/lrnn-reference``), ``LRNN_CPU_SCAN=0`` (never use it).
+``$XDG_CACHE_HOME/lrnn-reference`` or ``~/.cache/lrnn-reference``, else a folder in the temporary directory when
+that is not writable), ``LRNN_CPU_SCAN=0`` (never use it).
 
 Differentiable through ``_CompiledScan``: the backward is the adjoint recurrence G_k = g_k + conj(a_{k+1}) G_{k+1}
 with dL/db_k = G_k, dL/da_k = G_k conj(x_{k-1}) and dL/dx_{-1} = conj(a_0) G_0 (PyTorch's convention for complex
@@ -57,11 +58,32 @@ _MIN_LANES = 64
 _MIN_WORK = 1 << 19
 
 
-def _cache_dir() -> Path:
+def _cache_dirs() -> list[Path]:
+    """Where the library may be kept: ``LRNN_CACHE_DIR`` when set, else the user's cache directory and, should
+    that not be writable, one in the temporary directory."""
     if os.environ.get("LRNN_CACHE_DIR"):
-        return Path(os.environ["LRNN_CACHE_DIR"])
+        return [Path(os.environ["LRNN_CACHE_DIR"])]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lrnn-reference"
+    user = getattr(os, "getuid", lambda: "user")()
+    return [Path(base) / "lrnn-reference", Path(tempfile.gettempdir()) / f"lrnn-reference-{user}"]
+
+
+def _build(compiler: str, name: str, folder: Path) -> Path:
+    """The library ``folder / name``, compiled there unless it exists (into a temporary name, then renamed, so that
+    processes building at once do not see a partial file). Raises ``OSError`` (folder not writable) or
+    ``RuntimeError`` (the compiler failed)."""
+    target = folder / name
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+    os.close(fd)
+    build = subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
+    if build.returncode != 0:
+        os.unlink(tmp)
+        raise RuntimeError(f"the C compiler {compiler} failed on {_SOURCE.name}: {build.stderr.strip()[-2000:]}")
+    os.replace(tmp, target)
+    return target
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,23 +96,21 @@ def _library() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"no C compiler found (CC={os.environ.get('CC', 'cc')!r} is not on PATH)"
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-        source = _SOURCE.read_bytes()
-        key = hashlib.sha256(b"\0".join([source, " ".join(_FLAGS).encode(), version.encode(),
-                                         platform.machine().encode()])).hexdigest()[:16]
-        target = _cache_dir() / f"linear_scan-{key}.so"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)  # then renamed: concurrent builds are safe
-            os.close(fd)
-            build = subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True,
-                                   timeout=300)
-            if build.returncode != 0:
-                os.unlink(tmp)
-                return None, f"the C compiler {compiler} failed on {_SOURCE.name}: {build.stderr.strip()[-2000:]}"
-            os.replace(tmp, target)
-        lib = ctypes.CDLL(str(target))  # a CDLL call releases the GIL, so threads of this process run in parallel
     except (OSError, subprocess.SubprocessError) as err:
-        return None, f"building or loading the compiled scan failed: {err}"
+        return None, f"the C compiler {compiler} does not run: {err}"
+    key = hashlib.sha256(b"\0".join([_SOURCE.read_bytes(), " ".join(_FLAGS).encode(), version.encode(),
+                                      platform.machine().encode()])).hexdigest()[:16]
+    errors = []
+    for folder in _cache_dirs():
+        try:
+            lib = ctypes.CDLL(str(_build(compiler, f"linear_scan-{key}.so", folder)))  # its calls release the GIL
+            break
+        except RuntimeError as err:
+            return None, str(err)
+        except (OSError, subprocess.SubprocessError) as err:
+            errors.append(f"{folder}: {err}")
+    else:
+        return None, "building or loading the compiled scan failed: " + "; ".join(errors)
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for name in _NAMES.values():
         getattr(lib, f"lrnn_scan_{name}").argtypes = [ptr, i64, i64, ptr, ptr, ptr] + [i64] * 6

@@ -1,7 +1,8 @@
 """lrnn-reference, fast: the torch twin of ``reference`` (same names, arguments and layouts), for real use.
 
 The building blocks mirror the reference modules: ``fast.discretization`` (``discretize``,
-``discretize_diagonal``), ``fast.scan`` (``linear_scan`` as a blocked work-efficient scan),
+``discretize_diagonal``), ``fast.scan`` (``linear_scan`` as a blocked work-efficient scan; on CPU
+tensors the compiled step loop of ``fast.cpu_scan``),
 ``fast.convolution`` (``fft_conv``) and ``fast.response`` (``kernel``, ``impulse_response``,
 ``frequency_response``). ``fast.ops`` gathers the blocks the models run on, each with a
 ``backend="auto" | "torch" | "triton"`` switch; the models live in ``fast.models``.

@@ -10,6 +10,7 @@ loop. The oracles are ``reference.linear_scan`` (NumPy, step by step) and torch'
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import subprocess
@@ -310,3 +311,30 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "(True, None)", run.stdout + run.stderr
     assert list((tmp_path / "tmp").glob("lrnn-reference-*/linear_scan-*.so"))
+
+
+@needs_loop
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_the_threads_of_its_own():
+    # the parent's worker threads do not survive a fork: a child that splits the work (two shares) must start its
+    # own pool, not wait forever on the parent's. The child splits without starting torch's own threads (which
+    # GNU OpenMP does not make fork-safe: DataLoader workers run one torch thread for that reason).
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a, b = torch.rand(2, 4096, 256) * 0.5, torch.randn(2, 4096, 256)  # 2^21 elements
+        assert len(fast.cpu_scan._shares(2, 4096, 256, 2)) == 2
+        want = fast.cpu_scan.scan(a, b, None)  # the parent's pool now exists
+    finally:
+        torch.set_num_threads(old)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 when its scan equals the parent's, 1 when not, 2 when it hangs 30 s
+        code = 1
+        try:
+            faulthandler.dump_traceback_later(30, exit=True)
+            fast.cpu_scan.torch.get_num_threads = lambda: 2
+            code = 0 if np.array_equal(fast.cpu_scan.scan(a, b, None).numpy(), want.numpy()) else 1  # no torch threads
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the forked child ended with status {status}"

@@ -125,7 +125,9 @@ def available() -> tuple[bool, str | None]:
 
 
 @functools.lru_cache(maxsize=8)
-def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+def _pool(workers: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads of process ``pid``: a forked child (a DataLoader worker) gets its own, since the
+    parent's threads do not exist in it and their pool would never run what is given to it."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lrnn-scan")
 
 
@@ -150,7 +152,8 @@ def _run(fn, shares, *args) -> None:
     if len(shares) == 1:
         fn(*args, *shares[0])
         return
-    futures = [_pool(len(shares) - 1).submit(fn, *args, *share) for share in shares[1:]]
+    pool = _pool(len(shares) - 1, os.getpid())
+    futures = [pool.submit(fn, *args, *share) for share in shares[1:]]
     fn(*args, *shares[0])
     for f in futures:
         f.result()

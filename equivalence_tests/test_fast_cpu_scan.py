@@ -24,44 +24,13 @@ import fast.cpu_scan
 import fast.ops
 import fast.scan
 import reference
+from equivalence_tests.test_fast_scan_speed_paths import _inputs, _loop, _t  # the blocked scan's tests' inputs
 from equivalence_tests.tolerances import assert_close
 
 LENGTHS = [1, 2, 3, 17, 100]
 
 needs_loop = pytest.mark.skipif(not fast.cpu_scan.available()[0],
                                 reason=f"the compiled loop is not built here: {fast.cpu_scan.available()[1]}")
-
-
-def _inputs(seed, shape, a_shape=None, complex_=False, with_state=True):
-    rng = np.random.default_rng(seed)
-    a_shape = shape if a_shape is None else a_shape
-    a = rng.uniform(0.2, 0.99, size=a_shape)
-    b = rng.normal(size=shape)
-    x0 = rng.normal(size=(shape[0], *shape[2:])) if with_state else None
-    if complex_:
-        a = a * np.exp(1j * rng.uniform(-np.pi, np.pi, size=a_shape))
-        b = b + 1j * rng.normal(size=shape)
-        if with_state:
-            x0 = x0 + 1j * rng.normal(size=x0.shape)
-    return a, b, x0
-
-
-def _t(x, dtype=None):
-    if x is None:
-        return None
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    return t if dtype is None else t.to(dtype)
-
-
-def _loop(a, b, x0):
-    """The recurrence step by step in torch (differentiable by autograd): the oracle of the backward."""
-    a = a.expand(b.shape)
-    h = torch.zeros_like(b[:, 0]) if x0 is None else x0
-    xs = []
-    for k in range(b.shape[1]):
-        h = a[:, k] * h + b[:, k]
-        xs.append(h)
-    return torch.stack(xs, dim=1)
 
 
 def _compiled_node(x):
@@ -134,7 +103,7 @@ def test_single_precision_rounds_as_the_step_loop(precision):
                               "over the other lane axis"])
 def test_broadcast_decays_match_the_recurrence(a_shape, complex_):
     # stride 0 over batch rows or steps is read as it is; a decay broadcast over lanes is laid out first
-    a, b, x0 = _inputs(1, (3, 9, 2, 3), a_shape, complex_)
+    a, b, x0 = _inputs(1, (3, 9, 2, 3), complex_, a_shape=a_shape)
     x, final = fast.ops.linear_scan(_t(a), _t(b), _t(x0))
     x_ref, final_ref = reference.linear_scan(np.broadcast_to(a, b.shape), b, x0)
     assert_close(x, x_ref, "float64", "states")
@@ -223,7 +192,7 @@ def test_states_that_decay_below_the_normal_range_are_flushed_harmlessly(precisi
 @pytest.mark.parametrize("complex_", [False, True], ids=["real", "complex"])
 @pytest.mark.parametrize("a_shape", [None, (1, 1, 4), (3, 1, 4)], ids=["full", "per lane", "per row and lane"])
 def test_gradcheck_of_the_adjoint_loop(a_shape, complex_, with_state):
-    a, b, x0 = _inputs(4, (3, 7, 4), a_shape, complex_, with_state)
+    a, b, x0 = _inputs(4, (3, 7, 4), complex_, with_state, a_shape=a_shape)
     leaves = tuple(_t(v).requires_grad_() for v in (a, b, x0) if v is not None)
     if with_state:
         assert torch.autograd.gradcheck(lambda a, b, x0: fast.ops.linear_scan(a, b, x0)[0], leaves)
@@ -259,7 +228,7 @@ def test_gradients_equal_autograd_through_the_step_loop(precision):
 def test_backward_keeps_only_a_x_and_the_state():
     # O(B L F): the graph holds the decays as the loop reads them (a broadcast decay at its own size), the states
     # and the initial state
-    a, b, x0 = (_t(v).requires_grad_() for v in _inputs(13, (2, 64, 3), (1, 1, 3)))
+    a, b, x0 = (_t(v).requires_grad_() for v in _inputs(13, (2, 64, 3), a_shape=(1, 1, 3)))
     x, _ = fast.ops.linear_scan(a, b, x0)
     node = _compiled_node(x)
     assert node is not None

@@ -28,25 +28,32 @@ from equivalence_tests.tolerances import assert_close
 LENGTHS = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 100]
 
 
-def _inputs(seed, shape, complex_=False, with_state=True):
+def _inputs(seed, shape, complex_=False, with_state=True, a_shape=None):
+    """Decays (of ``a_shape``, by default ``shape``: a smaller one broadcasts), inputs and an initial state or None."""
     rng = np.random.default_rng(seed)
-    a = rng.uniform(0.2, 0.99, size=shape)
+    a_shape = shape if a_shape is None else a_shape
+    a = rng.uniform(0.2, 0.99, size=a_shape)
     b = rng.normal(size=shape)
     x0 = rng.normal(size=(shape[0], *shape[2:])) if with_state else None
     if complex_:
-        a = a * np.exp(1j * rng.uniform(-np.pi, np.pi, size=shape))
+        a = a * np.exp(1j * rng.uniform(-np.pi, np.pi, size=a_shape))
         b = b + 1j * rng.normal(size=shape)
         if with_state:
             x0 = x0 + 1j * rng.normal(size=x0.shape)
     return a, b, x0
 
 
-def _t(x):
-    return None if x is None else torch.from_numpy(np.ascontiguousarray(x))
+def _t(x, dtype=None):
+    if x is None:
+        return None
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t if dtype is None else t.to(dtype)
 
 
 def _loop(a, b, x0):
-    """The recurrence step by step in torch (differentiable by autograd): the oracle of the backward."""
+    """The recurrence step by step in torch (differentiable by autograd): the oracle of the backward; ``a`` may
+    broadcast against ``b``."""
+    a = a.expand(b.shape)
     h = torch.zeros_like(b[:, 0]) if x0 is None else x0
     xs = []
     for k in range(b.shape[1]):

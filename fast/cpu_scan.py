@@ -168,28 +168,28 @@ def _strides(a: torch.Tensor) -> tuple[int, int]:
     return tuple(a.stride(d) if a.shape[d] > 1 else 0 for d in range(2))
 
 
+def _launch(kind: str, a: torch.Tensor, like: torch.Tensor, *pointers) -> None:
+    """The C function ``lrnn_<kind>_<dtype>`` over the states of shape ``like (B, L, F)``: its arguments are a's
+    pointer and strides, ``pointers``, then each thread's share."""
+    R, L, F = like.shape
+    fn = getattr(_library()[0], f"lrnn_{kind}_{_NAMES[like.dtype]}")
+    shares = [share + (L, F) for share in _shares(R, L, F, torch.get_num_threads())]
+    _run(fn, shares, a.data_ptr(), *_strides(a), *pointers)
+
+
 def _forward(a, b, x0) -> torch.Tensor:
     """``x (B, L, F)`` from ``a (B or 1, L or 1, F)`` (lanes unit-stride), ``b (B, L, F)`` contiguous and
     ``x0 (B, F)`` or None."""
-    lib, _ = _library()
-    R, L, F = b.shape
     x = torch.empty_like(b)  # (B, L, F)
-    fn = getattr(lib, f"lrnn_scan_{_NAMES[b.dtype]}")
-    shares = [share + (L, F) for share in _shares(R, L, F, torch.get_num_threads())]
-    _run(fn, shares, a.data_ptr(), *_strides(a), b.data_ptr(), x.data_ptr(), _ptr(x0))
+    _launch("scan", a, b, b.data_ptr(), x.data_ptr(), _ptr(x0))
     return x
 
 
 def _adjoint(a, x, x0, g, want_a: bool):
     """``(G, dL/da or None)`` of ``_forward`` for the gradient ``g (B, L, F)`` contiguous."""
-    lib, _ = _library()
-    R, L, F = g.shape
     G = torch.empty_like(g)  # (B, L, F)
     da = torch.empty_like(g) if want_a else None  # (B, L, F)
-    fn = getattr(lib, f"lrnn_adjoint_{_NAMES[g.dtype]}")
-    shares = [share + (L, F) for share in _shares(R, L, F, torch.get_num_threads())]
-    _run(fn, shares, a.data_ptr(), *_strides(a), x.data_ptr(), _ptr(x0), g.data_ptr(), G.data_ptr(),
-         _ptr(da))
+    _launch("adjoint", a, g, x.data_ptr(), _ptr(x0), g.data_ptr(), G.data_ptr(), _ptr(da))
     return G, da
 
 
